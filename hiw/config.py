@@ -1,0 +1,70 @@
+"""Build configuration: defaults < TOML file < command-line flags. One model, one definition."""
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hiw.errors import ConfigError
+from hiw.schemas.ids import stable_hash
+
+# Fields that say where data comes from / goes / how fast, not what the data is: not hashed.
+_NOT_HASHED = {"videos", "manifest", "out", "workers"}
+
+
+class BuildConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    videos: str | None = Field(None, description="folder (searched recursively) or glob of input videos")
+    manifest: Path | None = Field(None, description="CSV with columns video[,start_s,end_s,text] (Ego4D-style narrations)")
+    out: Path = Field(Path("hiw-out"), description="dataset root to write tables and catalog into")
+    clip_mode: Literal["auto", "window", "narration"] = Field("auto", description="auto: narration spans when a video has narrations, else fixed windows")
+    window_s: float = Field(8.0, gt=0, description="fixed-window clip length in seconds")
+    stride_s: float | None = Field(None, gt=0, description="seconds between window starts (default: window_s)")
+    min_clip_s: float = Field(2.0, gt=0, description="shortest clip kept; short narrations are widened to it")
+    decoder: Literal["auto", "decord", "cv2"] = Field("auto", description="video decoder (auto: decord, cv2 fallback)")
+    track_width: int = Field(640, ge=64, description="frames are decoded at this width for tracking")
+    tracker: Literal["mediapipe"] = Field("mediapipe", description="hand tracker backend")
+    model_complexity: Literal[0, 1] = Field(1, description="mediapipe Hands model complexity")
+    min_detection_confidence: float = Field(0.5, ge=0, le=1, description="mediapipe palm detection threshold")
+    min_tracking_confidence: float = Field(0.5, ge=0, le=1, description="mediapipe landmark tracking threshold")
+    mirrored_input: bool = Field(False, description="input is mirrored (selfie); egocentric video is not")
+    fps: float = Field(15.0, gt=0, description="canonical motion frame rate")
+    smooth_sigma: float = Field(1.0, ge=0, description="Gaussian smoothing of keypoints, in canonical frames (0: off)")
+    min_both_hands_frac: float = Field(0.5, ge=0, le=1, description="reject clips where both hands are visible in fewer frames than this")
+    vlm: Literal["kinematic"] = Field("kinematic", description="captioner backend")
+    workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1, description="clips processed in parallel")
+
+    @model_validator(mode="after")
+    def _check(self) -> BuildConfig:
+        if self.stride_s is None:
+            object.__setattr__(self, "stride_s", self.window_s)
+        if self.min_clip_s > self.window_s:
+            raise ValueError(f"min_clip_s ({self.min_clip_s:g}) must not exceed window_s ({self.window_s:g})")
+        return self
+
+    def config_hash(self) -> str:
+        """Hash of everything that shapes the data (not where it is read from or written to)."""
+        return stable_hash(self.model_dump(mode="json", exclude=_NOT_HASHED), length=12)
+
+
+def load_config(toml_path: Path | None = None, **overrides: Any) -> BuildConfig:
+    """Merge a TOML file (flat keys, or under [build]) with overrides that are not None."""
+    values: dict[str, Any] = {}
+    if toml_path is not None:
+        try:
+            data = tomllib.loads(Path(toml_path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file does not exist: {toml_path}") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"config file {toml_path} is not valid TOML: {err}") from None
+        values.update(data.get("build", data))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return BuildConfig(**values)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in err.errors())
+        raise ConfigError(f"invalid config: {problems}") from None

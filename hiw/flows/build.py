@@ -1,0 +1,219 @@
+"""The build flow: videos -> probe -> plan clips -> decode -> track -> filter -> motion -> annotate -> tables.
+
+``run_build`` is the wiring, written once against a runner (``hiw.flows.runners``);
+``build_flow`` is the Prefect flow that runs it with Prefect tasks.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from contextvars import ContextVar
+from typing import Protocol
+
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel
+
+from hiw.config import BuildConfig
+from hiw.errors import StageError
+from hiw.flows import stages
+from hiw.flows.runners import PlainRunner, PrefectRunner, StageTime
+from hiw.schemas import Caption, ClipRecord, ClipSpec, MotionRecord, Narration, Reject, VideoSource
+from hiw.storage import publish_tables, write_catalog
+from hiw.video.discover import check_inputs, discover
+
+
+class Progress(Protocol):
+    def videos_found(self, n: int) -> None: ...
+    def clips_planned(self, n: int) -> None: ...
+    def clip_done(self, record: ClipRecord) -> None: ...
+
+
+class NoProgress:
+    def videos_found(self, n: int) -> None: ...
+    def clips_planned(self, n: int) -> None: ...
+    def clip_done(self, record: ClipRecord) -> None: ...
+
+
+@dataclass
+class VideoResult:
+    path: Path
+    video: VideoSource | None = None
+    clips: list[ClipSpec] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+
+
+@dataclass
+class ClipResult:
+    record: ClipRecord
+    motion: MotionRecord | None = None
+    captions: list[Caption] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+
+
+class BuildSummary(BaseModel):
+    out: str
+    videos_found: int
+    videos_probed: int
+    clips_planned: int
+    clips_accepted: int
+    clips_rejected: int
+    captions: int
+    rejects_by_reason: dict[str, int]
+    frames_tracked: int
+    frames_any_hand: int
+    frames_both_hands: int
+    stage_times: dict[str, StageTime]
+    wall_s: float
+    config_hash: str
+
+
+@dataclass(frozen=True)
+class Where:
+    """What a reject refers to."""
+
+    source_path: str
+    video_id: str | None = None
+    clip_id: str | None = None
+
+
+def _attempt(where: Where, stage: str, fn, *args):
+    """(result, None), or (None, Reject) when fn fails: one bad input never stops the build."""
+    try:
+        return fn(*args), None
+    except StageError as err:
+        return None, stages.make_reject(stage, err, where.source_path, where.video_id, where.clip_id)
+    except Exception as err:  # noqa: BLE001 - unexpected failures are recorded with their text
+        detail = f"{type(err).__name__}: {err}".splitlines()[0][:500]
+        return None, stages.make_reject(stage, StageError("internal_error", detail), where.source_path, where.video_id, where.clip_id)
+
+
+def attempt(runner: PlainRunner, where: Where, stage: str, fn, *args):
+    """Run one stage through the runner (a Prefect task that completes even when it rejects)."""
+    return runner.run(stage, _attempt, where, stage, fn, *args)
+
+
+def process_video(path: Path, narrations: list[Narration], cfg: BuildConfig, runner: PlainRunner) -> VideoResult:
+    result = VideoResult(path=path)
+    video, reject = attempt(runner, Where(str(path)), "probe", stages.probe, path)
+    if reject:
+        result.rejects.append(reject)
+        return result
+    result.video = video
+    planned, reject = attempt(runner, Where(str(path), video.video_id), "plan", stages.plan, video, narrations, cfg)
+    if reject:
+        result.rejects.append(reject)
+    else:
+        result.clips, result.rejects = planned
+    return result
+
+
+def process_clip(clip: ClipSpec, rotation: int, cfg: BuildConfig, tracker_name: str, runner: PlainRunner) -> ClipResult:
+    where = Where(clip.source_path, clip.video_id, clip.clip_id)
+    tracks = None
+    frames, reject = attempt(runner, where, "decode", stages.decode, clip, cfg, rotation)
+    if frames is not None:
+        runner.times.count_items("decode", len(frames))
+        tracks, reject = attempt(runner, where, "track", stages.track, frames, clip, cfg)
+        del frames  # release the decoded clip before the next stages
+    if tracks is not None:
+        runner.times.count_items("track", tracks.n_frames)
+        _, reject = attempt(runner, where, "filter", stages.quality_check, tracks, cfg)
+    motion = captions = None
+    if not reject:
+        motion, reject = attempt(runner, where, "motion", stages.motion, tracks, clip, cfg, tracker_name)
+    if not reject:
+        captions, reject = attempt(runner, where, "annotate", stages.annotate, motion, clip)
+    record = stages.clip_record(clip, cfg, tracker_name, tracks, reject)
+    if reject:
+        return ClipResult(record=record, rejects=[reject])
+    return ClipResult(record=record, motion=motion, captions=captions)
+
+
+def run_build(cfg: BuildConfig, runner: PlainRunner, progress: Progress | None = None) -> BuildSummary:
+    """Build the dataset at ``cfg.out``; every bad input ends up in ``rejects``, not in an exception."""
+    progress = progress or NoProgress()
+    started = time.perf_counter()
+    found = runner.run("discover", discover, cfg.videos, cfg.manifest)
+    progress.videos_found(len(found.videos) + len(found.unreadable))
+    rejects = [
+        stages.make_reject("discover", StageError("unreadable_entry", why), str(path)) for path, why in found.unreadable
+    ]
+    tracker_name = stages.tracker_version(cfg)
+    video_futures = [
+        runner.submit("process-video", process_video, path, found.narrations.get(path, []), cfg, runner) for path in found.videos
+    ]
+    clip_futures, videos_probed = [], 0
+    for future in runner.as_completed(video_futures):
+        video = future.result()
+        rejects += video.rejects
+        if video.video is None:
+            continue
+        videos_probed += 1
+        progress.clips_planned(len(video.clips))
+        clip_futures += [
+            runner.submit("process-clip", process_clip, clip, video.video.rotation, cfg, tracker_name, runner) for clip in video.clips
+        ]
+    clips, motion, captions = [], [], []
+    for future in runner.as_completed(clip_futures):
+        result: ClipResult = future.result()  # process_clip records failures itself
+        clips.append(result.record)
+        rejects += result.rejects
+        if result.motion is not None:
+            motion.append(result.motion)
+            captions += result.captions
+        progress.clip_done(result.record)
+
+    with runner.times.measure("write"):
+        publish_tables(cfg.out, {"clips": clips, "motion": motion, "captions": captions, "rejects": rejects})
+        write_catalog(cfg.out)
+    summary = BuildSummary(
+        out=str(cfg.out.resolve()),
+        videos_found=len(found.videos) + len(found.unreadable),
+        videos_probed=videos_probed,
+        clips_planned=len(clips),
+        clips_accepted=sum(c.status == "accepted" for c in clips),
+        clips_rejected=sum(c.status == "rejected" for c in clips),
+        captions=len(captions),
+        rejects_by_reason=dict(Counter(f"{r.stage}/{r.reason}" for r in rejects).most_common()),
+        frames_tracked=sum(c.frames_decoded for c in clips),
+        frames_any_hand=sum(c.frames_any_hand for c in clips),
+        frames_both_hands=sum(c.frames_both_hands for c in clips),
+        stage_times=runner.times.snapshot(),
+        wall_s=time.perf_counter() - started,
+        config_hash=cfg.config_hash(),
+    )
+    report = {"summary": summary.model_dump(mode="json"), "config": cfg.model_dump(mode="json")}
+    (cfg.out / "build.json").write_text(json.dumps(report, indent=2))
+    return summary
+
+
+_progress: ContextVar[Progress | None] = ContextVar("hiw_build_progress", default=None)
+
+
+@flow(name="hiw-build", validate_parameters=False)
+def hiw_build(config: BuildConfig) -> BuildSummary:
+    """Prefect flow: build a dataset version from videos (see ``run_build``)."""
+    return run_build(config, PrefectRunner(), _progress.get())
+
+
+def build_flow(cfg: BuildConfig, progress: Progress | None = None) -> BuildSummary:
+    """Run the build as a Prefect flow (ephemeral server unless PREFECT_API_URL points at one)."""
+    check_inputs(cfg.videos, cfg.manifest)  # a usage error should not wait for a server to start
+    token = _progress.set(progress)
+    try:
+        return hiw_build.with_options(task_runner=ThreadPoolTaskRunner(max_workers=cfg.workers))(cfg)
+    finally:
+        _progress.reset(token)
+
+
+def build_plain(cfg: BuildConfig, progress: Progress | None = None) -> BuildSummary:
+    """The same build without Prefect (the benchmark's baseline; also handy for debugging)."""
+    runner = PlainRunner(cfg.workers)
+    try:
+        return run_build(cfg, runner, progress)
+    finally:
+        runner.close()

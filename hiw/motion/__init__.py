@@ -1,0 +1,1 @@
+"""Hand motion: resampling and smoothing of tracks, kinematic facts, (later) MANO fitting."""

@@ -1,0 +1,112 @@
+"""Human-readable output: the build summary and query results (rich tables)."""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hiw.flows.build import BuildSummary
+from hiw.schemas import ClipRecord
+
+STAGE_ORDER = ["discover", "probe", "plan", "decode", "track", "filter", "motion", "annotate", "write"]
+
+
+def print_summary(summary: BuildSummary, console: Console) -> None:
+    counts = Table(title="hiw build", show_header=False)
+    counts.add_column(style="bold")
+    counts.add_column(justify="right")
+    frames = max(summary.frames_tracked, 1)
+    for label, value in [
+        ("videos found / probed", f"{summary.videos_found} / {summary.videos_probed}"),
+        ("clips planned", summary.clips_planned),
+        ("clips accepted", summary.clips_accepted),
+        ("clips rejected", summary.clips_rejected),
+        ("captions", summary.captions),
+        ("frames tracked", summary.frames_tracked),
+        ("frames with a hand", f"{summary.frames_any_hand} ({summary.frames_any_hand / frames:.0%})"),
+        ("frames with both hands", f"{summary.frames_both_hands} ({summary.frames_both_hands / frames:.0%})"),
+        ("wall time", f"{summary.wall_s:.1f} s"),
+        ("output", summary.out),
+    ]:
+        counts.add_row(label, str(value))
+    console.print(counts)
+    if summary.rejects_by_reason:
+        rejects = Table(title="rejects by stage/reason")
+        rejects.add_column("stage/reason")
+        rejects.add_column("count", justify="right")
+        for reason, n in summary.rejects_by_reason.items():
+            rejects.add_row(reason, str(n))
+        console.print(rejects)
+    times = Table(title="time per stage (inside stage functions, summed over workers)")
+    for col in ("stage", "calls", "seconds", "frames", "frames/s"):
+        times.add_column(col, justify="left" if col == "stage" else "right")
+    ordered = sorted(summary.stage_times.items(), key=lambda kv: STAGE_ORDER.index(kv[0]) if kv[0] in STAGE_ORDER else 99)
+    for stage, t in ordered:
+        rate = f"{t.items / t.seconds:.0f}" if t.items and t.seconds else ""
+        times.add_row(stage, str(t.calls), f"{t.seconds:.2f}", str(t.items or ""), rate)
+    console.print(times)
+
+
+class BuildProgress:
+    """Progress of a build: a live bar on a terminal, one line per clip otherwise."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.live = console.is_terminal
+        self.done = 0
+        self.total = 0
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
+        self._task = self._bar.add_task("clips", total=None)
+
+    def __enter__(self) -> BuildProgress:
+        if self.live:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live:
+            self._bar.stop()
+
+    def videos_found(self, n: int) -> None:
+        self.console.print(f"found {n} video file(s)", highlight=False)
+
+    def clips_planned(self, n: int) -> None:
+        self.total += n
+        self._bar.update(self._task, total=self.total)
+
+    def clip_done(self, record: ClipRecord) -> None:
+        self.done += 1
+        self._bar.update(self._task, completed=self.done)
+        if not self.live:
+            verdict = record.status if record.status == "accepted" else f"rejected ({record.reject_reason})"
+            self.console.print(
+                f"[{self.done}/{self.total}] {record.clip_id} {record.start_s:.1f}-{record.end_s:.1f} s of "
+                f"{record.source_path.rsplit('/', 1)[-1]}: {record.frames_decoded} frames, "
+                f"both hands in {record.both_hands_frac:.0%}: {verdict}",
+                highlight=False,
+            )
+
+
+def _cell(value: Any, width: int = 60) -> str:
+    text = json.dumps(value, default=str) if isinstance(value, (list, dict)) else str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def print_rows(columns: list[str], rows: list[tuple], fmt: str, console: Console) -> None:
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    elif fmt == "json":
+        print(json.dumps([dict(zip(columns, row)) for row in rows], default=str, indent=1))
+    else:
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*(_cell(v) for v in row))
+        console.print(table)
+        console.print(f"{len(rows)} row(s)", style="dim")

@@ -1,0 +1,20 @@
+"""Process-wide defaults set before Prefect or mediapipe are imported (a user's own setting wins)."""
+from __future__ import annotations
+
+import os
+import warnings
+
+DEFAULTS = {
+    "PREFECT_LOGGING_LEVEL": "WARNING",  # task-run chatter would bury the build's own progress
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",  # first start on a cold machine is slow
+    "GLOG_minloglevel": "2",  # mediapipe's C++ logging
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+}
+
+
+def configure() -> None:
+    for key, value in DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    # mediapipe 0.10.14 calls a protobuf API that protobuf 4.25 deprecates, once per session.
+    warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype\(\) is deprecated")

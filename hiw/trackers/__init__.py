@@ -1,0 +1,18 @@
+"""Hand trackers behind one protocol; heavy backends import lazily."""
+from __future__ import annotations
+
+from hiw.errors import ConfigError
+from hiw.trackers.base import ClipTracks, HandTracker, TrackerSettings
+
+TRACKERS = ("mediapipe",)
+
+
+def make_tracker(name: str, settings: TrackerSettings) -> HandTracker:
+    if name == "mediapipe":
+        from hiw.trackers.mediapipe_hands import MediapipeHands
+
+        return MediapipeHands(settings)
+    raise ConfigError(f"unknown tracker {name!r}; available: {', '.join(TRACKERS)}")
+
+
+__all__ = ["TRACKERS", "ClipTracks", "HandTracker", "TrackerSettings", "make_tracker"]

@@ -1,0 +1,1 @@
+"""Finding, probing, clipping and decoding videos."""

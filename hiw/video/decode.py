@@ -1,0 +1,84 @@
+"""Decode a clip's frames as RGB, scaled to the tracker's working width.
+
+decord decodes a span with one seek and resizes inside the decoder; cv2 is the fallback (one seek,
+then sequential reads: frame-by-frame seeking with cv2 runs at a few fps).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from hiw.errors import StageError
+from hiw.schemas import ClipSpec
+
+log = logging.getLogger(__name__)
+Decoder = Literal["auto", "decord", "cv2"]
+
+
+def working_size(width: int, height: int, target_width: int) -> tuple[int, int]:
+    """Size to decode at: ``target_width`` wide (never upscaled), even dimensions, aspect kept."""
+    if width <= target_width:
+        return width, height
+    scale = target_width / width
+    return target_width, max(2, int(round(height * scale / 2)) * 2)
+
+
+def decode_clip(clip: ClipSpec, target_width: int = 640, decoder: Decoder = "auto", rotation: int = 0) -> np.ndarray:
+    """Frames [start_frame, end_frame) of the clip as (T, H, W, 3) uint8 RGB.
+
+    Raises StageError when nothing decodes; returns fewer frames when the file ends early
+    (a truncated video), which the caller records.
+    """
+    if decoder in ("auto", "decord"):
+        try:
+            return _decode_decord(clip, target_width, rotation)
+        except ImportError:
+            if decoder == "decord":
+                raise StageError("decoder_unavailable", "decord is not installed") from None
+        except Exception as err:  # decord raises its own error types for broken streams
+            if decoder == "decord":
+                raise StageError("decode_failed", f"decord: {err}".splitlines()[0]) from None
+            log.info("decord failed on %s (%s); falling back to cv2", clip.source_path, err)
+    return _decode_cv2(clip, target_width)
+
+
+def _decode_decord(clip: ClipSpec, target_width: int, rotation: int) -> np.ndarray:
+    import decord
+
+    w, h = working_size(clip.width, clip.height, target_width)  # displayed size
+    if rotation in (90, 270):
+        w, h = h, w  # the stream stores the frame on its side
+    reader = decord.VideoReader(clip.source_path, ctx=decord.cpu(0), width=w, height=h)
+    end = min(clip.end_frame, len(reader))
+    if end <= clip.start_frame:
+        raise StageError("decode_failed", f"clip starts at frame {clip.start_frame} but the stream has {len(reader)} frames")
+    frames = reader.get_batch(list(range(clip.start_frame, end))).asnumpy()
+    if rotation:  # decord ignores the rotation tag; cv2 applies it itself
+        frames = np.ascontiguousarray(np.rot90(frames, k=-rotation // 90, axes=(1, 2)))
+    return frames
+
+
+def _decode_cv2(clip: ClipSpec, target_width: int) -> np.ndarray:
+    cap = cv2.VideoCapture(clip.source_path)
+    try:
+        if not cap.isOpened():
+            raise StageError("decode_failed", "cv2 cannot open the video")
+        if clip.start_frame:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, clip.start_frame)  # one seek per clip
+        size = working_size(clip.width, clip.height, target_width)
+        frames = []
+        for _ in range(clip.n_frames):
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            if (bgr.shape[1], bgr.shape[0]) != size:
+                bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    finally:
+        cap.release()
+    if not frames:
+        raise StageError("decode_failed", f"no frame decodes in frames {clip.start_frame}-{clip.end_frame}")
+    return np.stack(frames)

@@ -1,0 +1,60 @@
+"""Shared test set-up: caches inside the project, real fixtures from ../shared, generated videos."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+CACHE = PROJECT / ".cache"
+# Before anything imports prefect or matplotlib: keep their homes inside the project.
+os.environ.setdefault("PREFECT_HOME", str(CACHE / "prefect-tests"))
+os.environ.setdefault("MPLCONFIGDIR", str(CACHE / "matplotlib"))
+os.environ.setdefault("XDG_CACHE_HOME", str(CACHE))
+os.environ.setdefault("HF_HOME", str(CACHE / "huggingface"))
+os.environ.pop("PREFECT_API_URL", None)  # tests use the ephemeral server
+
+from hiw import runtime  # noqa: E402
+
+runtime.configure()
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+FIXTURES = PROJECT.parent / "shared" / "fixtures"
+KITCHEN = FIXTURES / "video" / "ego_kitchen_plate.mp4"
+PALM = FIXTURES / "video" / "palm_third_person.mp4"
+
+
+def fixture_file(path: Path) -> Path:
+    """The shared fixture at ``path``, or skip the test saying what is missing."""
+    if not path.exists():
+        pytest.skip(f"shared fixture missing: {path} (tests read real data from ../shared/fixtures)")
+    return path
+
+
+def write_video(path: Path, frames: np.ndarray, fps: float = 30.0) -> Path:
+    """Write RGB frames as an mp4 (MPEG-4 part 2, what opencv can encode everywhere)."""
+    h, w = frames.shape[1:3]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def textured_frames(n: int, width: int = 320, height: int = 240, seed: int = 0) -> np.ndarray:
+    """A table-like scene with no hands: smooth colour noise that drifts over time."""
+    rng = np.random.default_rng(seed)
+    base = cv2.resize(rng.integers(60, 200, (12, 16, 3), dtype=np.uint8), (width + n, height), interpolation=cv2.INTER_CUBIC)
+    return np.stack([base[:, t : t + width] for t in range(n)])
+
+
+@pytest.fixture(scope="session")
+def kitchen_video() -> Path:
+    return fixture_file(KITCHEN)
+
+
+@pytest.fixture(scope="session")
+def palm_video() -> Path:
+    return fixture_file(PALM)

@@ -1,0 +1,79 @@
+"""The `hiw` command as users run it: a real subprocess, exit codes, one-line errors."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import textured_frames, write_video
+from hiw.cli import build as build_command
+from hiw.config import BuildConfig
+
+HIW = Path(sys.executable).with_name("hiw")
+
+
+def hiw(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([str(HIW), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+def test_every_config_field_has_a_flag():
+    import inspect
+
+    params = inspect.signature(build_command).parameters
+    assert set(BuildConfig.model_fields) <= set(params)
+    out = hiw("build", "--help").stdout
+    for flag in ("--videos", "--manifest", "--config", "--out", "--window-s", "--stride-s", "--tracker", "--vlm"):
+        assert flag in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["build", "--videos", "/no/such/folder"], "input folder or file does not exist: /no/such/folder"),
+        (["build", "--videos", ".", "--window-s", "-3"], "invalid config: window_s: Input should be greater than 0"),
+        (["build", "--videos", ".", "--tracker", "hamer"], "invalid config: tracker"),
+        (["build", "--config", "/no/such.toml"], "config file does not exist"),
+        (["query", "--root", "/no/such/root", "SELECT 1"], "no dataset at /no/such/root"),
+    ],
+)
+def test_usage_and_config_errors_exit_2_with_one_line(args, message):
+    result = hiw(*args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_invalid_toml_is_a_config_error(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("window_s = [unclosed\n")
+    result = hiw("build", "--config", str(config))
+    assert result.returncode == 2 and "is not valid TOML" in result.stderr
+
+
+@pytest.mark.slow
+def test_build_from_toml_then_query_in_three_formats(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "empty_table.mp4", textured_frames(75, 320, 240))
+    config = tmp_path / "build.toml"
+    config.write_text(f'[build]\nvideos = "{videos}"\nwindow_s = 3.0\nmin_clip_s = 1.0\n')
+    root = tmp_path / "out"
+    result = hiw("build", "--config", str(config), "--out", str(root), "--window-s", "2.5")
+    assert result.returncode == 0, result.stderr  # a build whose clips are all rejected still succeeds
+    assert "clips rejected" in result.stdout and "filter/no_hands" in result.stdout
+    report = json.loads((root / "build.json").read_text())
+    assert report["config"]["window_s"] == 2.5 and report["config"]["min_clip_s"] == 1.0  # flag beats TOML
+
+    as_json = hiw("query", "--root", str(root), "--format", "json", "SELECT stage, reason, detail FROM rejects")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout) == [{"stage": "filter", "reason": "no_hands", "detail": "no hand detected in any of 75 frames"}]
+    as_csv = hiw("query", "--root", str(root), "--format", "csv", "SELECT status, frames_decoded FROM clips")
+    assert as_csv.stdout.splitlines() == ["status,frames_decoded", "rejected,75"]
+    table = hiw("query", "--root", str(root), "SELECT count(*) AS n FROM motion")
+    assert table.returncode == 0 and "1 row(s)" in table.stdout
+
+    bad_sql = hiw("query", "--root", str(root), "SELECT nope FROM clips")
+    assert bad_sql.returncode == 1 and "query failed" in bad_sql.stderr and "Traceback" not in bad_sql.stderr

@@ -1,0 +1,50 @@
+import numpy as np
+import pyarrow as pa
+import pytest
+from pydantic import ValidationError
+
+from hiw.schemas import TABLES, Caption, HandTrack, MotionRecord, arrow_schema, to_table
+
+
+def _motion(n: int, clip: str = "c_1") -> MotionRecord:
+    rng = np.random.default_rng(n)
+    kp = rng.normal(size=(n, 21, 3)).astype(np.float32)
+    return MotionRecord(
+        clip_id=clip, video_id="v_1", fps=15.0, n_frames=n, coordinate_frame="hand_centred_camera_axes",
+        smoothing="none", left_valid=np.ones(n, bool), left_keypoints_2d=kp, left_keypoints_3d=kp * 0.01,
+        right_valid=np.zeros(n, bool), right_keypoints_2d=np.full((n, 21, 3), np.nan), right_keypoints_3d=np.full((n, 21, 3), np.nan),
+        tracker="mediapipe", tracker_version="t", config_hash="h", code_version="0",
+    )
+
+
+def test_arrays_become_fixed_size_float32_lists():
+    schema = arrow_schema(MotionRecord)
+    assert schema.field("left_keypoints_3d").type == pa.list_(pa.list_(pa.float32(), 63))
+    assert schema.field("left_valid").type == pa.list_(pa.bool_())
+    assert schema.field("created_at").type == pa.timestamp("us", tz="UTC")
+    assert not schema.field("clip_id").nullable
+
+
+def test_optional_and_list_fields_map_to_nullable_and_lists():
+    schema = arrow_schema(Caption)
+    assert schema.field("prompt_version").nullable
+    assert schema.field("verbs").type == pa.list_(pa.string())
+
+
+def test_every_table_schema_derives():
+    for name, model in TABLES.items():
+        assert len(arrow_schema(model)) == len(model.model_fields), name
+
+
+def test_to_table_round_trips_arrays_exactly():
+    records = [_motion(5, "a"), _motion(9, "b")]
+    table = to_table(MotionRecord, records)
+    assert table.num_rows == 2
+    back = np.array(table.column("left_keypoints_3d")[1].as_py(), np.float32)
+    np.testing.assert_array_equal(back, records[1].left_keypoints_3d)
+    assert table.column("right_valid")[0].as_py() == [False] * 5
+
+
+def test_array_fields_reject_wrong_widths():
+    with pytest.raises(ValidationError, match="frames x 63"):
+        HandTrack(side="left", valid=np.ones(3, bool), keypoints_2d=np.zeros((3, 20)), keypoints_3d=np.zeros((3, 63)))
