@@ -7,10 +7,11 @@ import sys
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as ProgressBar
 from rich.table import Table
 
-from hiw.flows.build import BuildSummary
+from hiw.flows.build import BuildSummary, Progress
 from hiw.schemas import ClipRecord
 
 STAGE_ORDER = ["discover", "probe", "plan", "decode", "track", "filter", "motion", "annotate", "write"]
@@ -52,7 +53,7 @@ def print_summary(summary: BuildSummary, console: Console) -> None:
     console.print(times)
 
 
-class BuildProgress:
+class BuildProgress(Progress):
     """Progress of a build: a live bar on a terminal, one line per clip otherwise."""
 
     def __init__(self, console: Console):
@@ -60,7 +61,7 @@ class BuildProgress:
         self.live = console.is_terminal
         self.done = 0
         self.total = 0
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
+        self._bar = ProgressBar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
         self._task = self._bar.add_task("clips", total=None)
 
     def __enter__(self) -> BuildProgress:
@@ -92,9 +93,12 @@ class BuildProgress:
             )
 
 
-def _cell(value: Any, width: int = 60) -> str:
-    text = json.dumps(value, default=str) if isinstance(value, (list, dict)) else str(value)
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _cell(value: Any) -> str:
+    """Text of a table cell; arrays (a motion row holds thousands of numbers) are cut short."""
+    if isinstance(value, (list, dict)):
+        text = json.dumps(value, default=str)
+        return text if len(text) <= 60 else text[:59] + "…"
+    return str(value)
 
 
 def print_rows(columns: list[str], rows: list[tuple], fmt: str, console: Console) -> None:

@@ -50,7 +50,7 @@ from hiw.demo.hand_model import (
 CAMERA_HEIGHT = 0.40  # m above the table top, a seated person's eyes
 CAMERA_PITCH = np.deg2rad(45.0)  # looking down at the hands
 HFOV = np.deg2rad(55.0)
-LIGHT_W = np.array([-0.35, -0.25, 1.0]) / np.linalg.norm([-0.35, -0.25, 1.0])  # towards the lamp
+LIGHT_W = np.array([0.0, -0.3, 1.0]) / np.linalg.norm([0.0, -0.3, 1.0])  # towards the lamp
 SIDES = ("left", "right")
 SKIN_TONES = np.array([[0.93, 0.75, 0.63], [0.87, 0.66, 0.52], [0.76, 0.55, 0.42], [0.92, 0.70, 0.58]])
 SLEEVE_COLOURS = np.array([[0.16, 0.22, 0.38], [0.30, 0.30, 0.32], [0.48, 0.14, 0.14], [0.18, 0.32, 0.22]])
@@ -119,24 +119,26 @@ def _hand_track(side: str, times: np.ndarray, rng: np.random.Generator) -> HandT
     home = np.array([s * rng.uniform(0.11, 0.13), rng.uniform(0.21, 0.24), rng.uniform(0.12, 0.15)])
     # Keyframes of a manipulation loop: reach out, close, lift, carry sideways, set down, let go.
     keys_t, keys_p, keys_g = [0.0], [home], [0.1]
-    t, p = rng.uniform(0.0, 0.4), home
+    t = rng.uniform(0.0, 0.4)
     while t < times[-1] + 1.0:
         reach = home + [s * rng.uniform(-0.02, 0.03), rng.uniform(0.03, 0.06), -0.04]
-        carry = [s * rng.uniform(-0.03, 0.06), rng.uniform(-0.03, 0.03), 0.0]
+        carry = [s * rng.uniform(-0.05, 0.02), rng.uniform(-0.03, 0.03), 0.0]
         lift = [0.0, 0.0, rng.uniform(0.05, 0.08)]
+        grip = rng.uniform(0.45, 0.6)  # a closed grip short of a claw, so fingers stay visible
         steps = [
             (reach, 0.05),
-            (reach, 0.7),
-            (reach + lift, 0.7),
-            (reach + lift + carry, 0.7),
-            (reach + carry, 0.7),
+            (reach, grip),
+            (reach + lift, grip),
+            (reach + lift + carry, grip),
+            (reach + carry, grip),
             (reach + carry, 0.05),
             (home, 0.1),
         ]
         for p, g in steps:
             t += rng.uniform(0.35, 0.6)
             keys_t.append(t)
-            keys_p.append(np.asarray(p))
+            # keep each hand in its own half of the frame, clear of the centre and the edge
+            keys_p.append(np.array([s * np.clip(s * p[0], 0.08, 0.15), p[1], p[2]]))
             keys_g.append(g)
     # PCHIP holds still at each keyframe and never overshoots: smooth, plausible reaching.
     wrist = PchipInterpolator(keys_t, np.stack(keys_p))(times)
@@ -147,7 +149,7 @@ def _hand_track(side: str, times: np.ndarray, rng: np.random.Generator) -> HandT
         wrist=wrist,
         grasp=grasp,
         spread=0.5 + 0.5 * np.cos(np.pi * grasp),
-        yaw=s * (0.02 + 0.08 * np.sin(2 * np.pi * 0.4 * times + phase[0])),
+        yaw=s * (0.08 + 0.08 * np.sin(2 * np.pi * 0.4 * times + phase[0])),
         pitch=-0.05 - 0.20 * grasp,
         roll=0.20 + 0.10 * np.sin(2 * np.pi * 0.3 * times + phase[1]),
     )

@@ -11,7 +11,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from contextvars import ContextVar
-from typing import Protocol
 
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -26,13 +25,9 @@ from hiw.storage import publish_tables, write_catalog
 from hiw.video.discover import check_inputs, discover
 
 
-class Progress(Protocol):
-    def videos_found(self, n: int) -> None: ...
-    def clips_planned(self, n: int) -> None: ...
-    def clip_done(self, record: ClipRecord) -> None: ...
+class Progress:
+    """Receives the build's progress; this base ignores it (the CLI shows a bar)."""
 
-
-class NoProgress:
     def videos_found(self, n: int) -> None: ...
     def clips_planned(self, n: int) -> None: ...
     def clip_done(self, record: ClipRecord) -> None: ...
@@ -135,7 +130,7 @@ def process_clip(clip: ClipSpec, rotation: int, cfg: BuildConfig, tracker_name: 
 
 def run_build(cfg: BuildConfig, runner: PlainRunner, progress: Progress | None = None) -> BuildSummary:
     """Build the dataset at ``cfg.out``; every bad input ends up in ``rejects``, not in an exception."""
-    progress = progress or NoProgress()
+    progress = progress or Progress()
     started = time.perf_counter()
     found = runner.run("discover", discover, cfg.videos, cfg.manifest)
     progress.videos_found(len(found.videos) + len(found.unreadable))

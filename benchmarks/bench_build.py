@@ -1,0 +1,115 @@
+"""Build-flow benchmark on the real fixture video (figures in docs/BENCHMARKS.md).
+
+Measures, side by side in one process:
+- time per stage of the build (inside the stage functions);
+- tracker throughput inside the Prefect flow / a bare mediapipe loop over the same frames;
+- whole-flow wall time through Prefect / the same stage functions without Prefect
+  (Prefect's server start-up is measured and reported separately, then excluded).
+
+Run: make bench   (or .venv/bin/python benchmarks/bench_build.py [--repeats N] [--video PATH])
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("PREFECT_HOME", str(PROJECT / ".cache" / "prefect-bench"))
+os.environ.setdefault("MPLCONFIGDIR", str(PROJECT / ".cache" / "matplotlib"))
+os.environ.pop("PREFECT_API_URL", None)
+
+from hiw import runtime  # noqa: E402
+
+runtime.configure()
+
+from hiw.config import load_config  # noqa: E402
+from hiw.flows import stages  # noqa: E402
+from hiw.flows.build import build_flow, build_plain  # noqa: E402
+from hiw.video.clips import plan_clips  # noqa: E402
+from hiw.video.probe import probe_video  # noqa: E402
+
+FIXTURE = PROJECT.parent / "shared" / "fixtures" / "video" / "ego_kitchen_plate.mp4"
+
+
+def bare_mediapipe_fps(cfg, video: Path) -> float:
+    """mediapipe Hands over the same decoded frames, nothing else: the tracker's own speed."""
+    import mediapipe as mp
+
+    clips, _ = plan_clips(probe_video(video), [], stages.clip_plan(cfg))
+    frames = [stages.decode(c, cfg) for c in clips]
+    n, start = 0, time.perf_counter()
+    for clip_frames in frames:
+        with mp.solutions.hands.Hands(static_image_mode=False, max_num_hands=2, model_complexity=cfg.model_complexity,
+                                      min_detection_confidence=cfg.min_detection_confidence,
+                                      min_tracking_confidence=cfg.min_tracking_confidence) as hands:
+            for frame in clip_frames:
+                hands.process(frame)
+                n += 1
+    return n / (time.perf_counter() - start)
+
+
+def prefect_startup_s() -> float:
+    """Wall time of the first (empty) flow run: the ephemeral server's start-up."""
+    from prefect import flow
+
+    @flow(name="hiw-bench-warmup")
+    def warmup() -> int:
+        return 1
+
+    start = time.perf_counter()
+    warmup()
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--video", type=Path, default=FIXTURE)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if not args.video.exists():
+        print(f"skipped: fixture video missing: {args.video}", file=sys.stderr)
+        return 0
+    work = Path(tempfile.mkdtemp(prefix="hiw-bench-"))
+    (work / "in").mkdir()
+    shutil.copy(args.video, work / "in" / args.video.name)
+    cfg = load_config(videos=str(work / "in"), out=work / "out", workers=1)
+
+    startup = prefect_startup_s()
+    flow_wall, plain_wall, flow_track, bare = [], [], [], []
+    last = None
+    for _ in range(args.repeats):  # interleaved, so machine noise hits both sides alike
+        t = time.perf_counter()
+        plain = build_plain(cfg)
+        plain_wall.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        last = build_flow(cfg)
+        flow_wall.append(time.perf_counter() - t)
+        track = last.stage_times["track"]
+        flow_track.append(track.items / track.seconds)
+        bare.append(bare_mediapipe_fps(cfg, args.video))
+    shutil.rmtree(work, ignore_errors=True)
+
+    med = statistics.median
+    print(f"# hiw build benchmark: {args.video.name}, {last.frames_tracked} frames, {last.clips_planned} clip(s), "
+          f"workers={cfg.workers}, median of {args.repeats}\n")
+    print("| stage | calls | seconds | frames/s |\n|---|---:|---:|---:|")
+    for stage, t in last.stage_times.items():
+        rate = f"{t.items / t.seconds:.0f}" if t.items and t.seconds else ""
+        print(f"| {stage} | {t.calls} | {t.seconds:.3f} | {rate} |")
+    print()
+    print(f"prefect ephemeral server start-up (first flow run): {startup:.1f} s")
+    print(f"tracker fps inside the flow: {med(flow_track):.1f}; bare mediapipe loop: {med(bare):.1f}; "
+          f"ratio {med(flow_track) / med(bare):.3f} (target >= 0.85)")
+    print(f"whole build wall: Prefect flow {med(flow_wall):.2f} s; plain stage calls {med(plain_wall):.2f} s; "
+          f"ratio {med(flow_wall) / med(plain_wall):.3f} (target <= 1.15)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
