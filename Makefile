@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/hiw demo
+	$(VENV)/bin/hiw demo --out hiw-demo
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -134,9 +134,11 @@ def demo(
     from hiw.demo.run import run_demo
 
     try:
-        run_demo(out, seconds=seconds, seed=seed, console=console)
+        accuracy = run_demo(out, seconds=seconds, seed=seed, console=console)
     except HiwError as err:
         fail(err, EXIT_FAILURE)
+    if accuracy.any_hand_frac == 0:
+        fail(HiwError("mediapipe detected no hand in the rendered clip"), EXIT_FAILURE)
 
 
 def main() -> None:  # pragma: no cover - console entry point

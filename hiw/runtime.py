@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 
 DEFAULTS = {
     "PREFECT_LOGGING_LEVEL": "WARNING",  # task-run chatter would bury the build's own progress
@@ -16,5 +17,8 @@ DEFAULTS = {
 def configure() -> None:
     for key, value in DEFAULTS.items():
         os.environ.setdefault(key, value)
+    for home in ("PREFECT_HOME", "MPLCONFIGDIR"):  # prefect fails when its home's parent is missing
+        if os.environ.get(home):
+            Path(os.environ[home]).expanduser().mkdir(parents=True, exist_ok=True)
     # mediapipe 0.10.14 calls a protobuf API that protobuf 4.25 deprecates, once per session.
     warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype\(\) is deprecated")

@@ -44,7 +44,7 @@ THUMB_LENGTHS = (0.040, 0.032, 0.027)  # metacarpal, proximal, distal
 THUMB_RADII = (0.0150, 0.0118, 0.0105, 0.0088)
 # Absolute local bone directions of the thumb when the hand is open / closed on an object.
 THUMB_OPEN = np.array([[0.48, 0.72, 0.50], [0.42, 0.86, 0.28], [0.32, 0.93, 0.16]])
-THUMB_CLOSED = np.array([[0.35, 0.65, 0.68], [0.00, 0.70, 0.72], [-0.35, 0.55, 0.75]])
+THUMB_CLOSED = np.array([[0.35, 0.65, 0.68], [0.05, 0.72, 0.70], [-0.15, 0.65, 0.72]])
 # Carpal ends of the metacarpals; together with a flat ellipsoid they fill the palm.
 METACARPAL_BASES = np.array(
     [[0.015, 0.014, 0.002], [0.003, 0.012, 0.000], [-0.010, 0.014, 0.002], [-0.021, 0.018, 0.004]]
@@ -108,7 +108,7 @@ def pose_local(grasp: float, spread: float) -> tuple[np.ndarray, np.ndarray]:
         splay = finger.splay * (0.6 + 0.8 * spread) * (1 - 0.5 * grasp)
         d0 = np.array([np.sin(splay), np.cos(splay), 0.0])
         # joint flexions (MCP, PIP, DIP); a relaxed hand is never perfectly straight
-        flex = finger.curl * np.array([0.15 + 1.00 * grasp, 0.20 + 1.15 * grasp, 0.10 + 0.80 * grasp])
+        flex = finger.curl * np.array([0.15 + 1.00 * grasp, 0.20 + 0.90 * grasp, 0.10 + 0.50 * grasp])
         base = 5 + 4 * f
         kp[base] = finger.mcp
         angle = 0.0
@@ -167,69 +167,72 @@ def arm_primitives(wrist: np.ndarray, elbow: np.ndarray) -> list[Primitive]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Ray casting. Rays start at the camera centre (the origin) with unit directions `rd` (N, 3);
-# each function returns the hit distance t (N,) (inf on a miss) and unit normals (N, 3).
+# Ray casting. Rays start at the camera centre (the origin) with unit float32 directions `rd`
+# (N, 3). Per-ray work is float32 (twice as fast); per-primitive constants stay float64.
 
 
-def intersect(rd: np.ndarray, prim: Primitive) -> tuple[np.ndarray, np.ndarray]:
+def intersect(rd: np.ndarray, prim: Primitive, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rays that hit `prim` nearer than `depth` (N,): their indices, hit distances and unit normals."""
     if isinstance(prim, Cone):
-        return _intersect_cone(rd, prim)
-    return _intersect_ellipsoid(rd, prim)
+        return _intersect_cone(rd, prim, depth)
+    return _intersect_ellipsoid(rd, prim, depth)
 
 
-def _intersect_cone(rd: np.ndarray, c: Cone) -> tuple[np.ndarray, np.ndarray]:
-    # Closed-form rounded cone of I. Quilez (iquilezles.org, "intersectors"), origin = 0.
+def _intersect_cone(rd: np.ndarray, c: Cone, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # Closed-form rounded cone of I. Quilez (iquilezles.org, "intersectors") with origin 0.
     ba = c.b - c.a
-    oa, ob = -c.a, -c.b
     rr = c.ra - c.rb
-    m0, m1, m5, m7 = ba @ ba, ba @ oa, oa @ oa, ob @ ob
-    m2, m3, m6 = rd @ ba, rd @ oa, rd @ ob
+    m0, m1, m5, m7 = float(ba @ ba), float(-ba @ c.a), float(c.a @ c.a), float(c.b @ c.b)
+    m2 = rd @ ba.astype(np.float32)
+    m3 = rd @ -c.a.astype(np.float32)
+    m6 = rd @ -c.b.astype(np.float32)
     d2 = m0 - rr * rr
     k2 = d2 - m2 * m2
-    k1 = d2 * m3 - m1 * m2 + m2 * rr * c.ra
+    k1 = d2 * m3 - m1 * m2 + m2 * (rr * c.ra)
     k0 = d2 * m5 - m1 * m1 + 2.0 * m1 * rr * c.ra - m0 * c.ra * c.ra
     h = k1 * k1 - k0 * k2
     with np.errstate(invalid="ignore", divide="ignore"):
         t_body = (-np.sqrt(h) - k1) / k2
-        y = m1 - c.ra * rr + t_body * m2
+        y = (m1 - c.ra * rr) + t_body * m2
         body = (h >= 0) & (y > 0) & (y < d2)
         # Outside the body's span the surface is one of the two end spheres.
-        h1 = m3 * m3 - m5 + c.ra * c.ra
-        h2 = m6 * m6 - m7 + c.rb * c.rb
+        h1 = m3 * m3 - (m5 - c.ra * c.ra)
+        h2 = m6 * m6 - (m7 - c.rb * c.rb)
         t1 = np.where(h1 > 0, -m3 - np.sqrt(h1), np.inf)
         t2 = np.where(h2 > 0, -m6 - np.sqrt(h2), np.inf)
     t = np.where(body, t_body, np.minimum(t1, t2))
-    t = np.where(t > 0, t, np.inf)
-    p = rd * t[:, None]
+    idx = np.flatnonzero((t > 0) & (t < depth))
+    # Normals only for the rays that won the depth test.
+    t, body, y, cap_a = t[idx], body[idx], y[idx], t1[idx] <= t2[idx]
+    p = rd[idx] * t[:, None]
     n = np.where(
         body[:, None],
         d2 * (p - c.a) - ba * y[:, None],
-        np.where((t1 <= t2)[:, None], (p - c.a) / c.ra, (p - c.b) / c.rb),
+        np.where(cap_a[:, None], (p - c.a) / c.ra, (p - c.b) / c.rb),
     )
-    with np.errstate(invalid="ignore"):
-        n = n / np.linalg.norm(n, axis=1, keepdims=True)
-    return t, n
+    return idx, t, _unit(n).astype(np.float32)
 
 
-def _intersect_ellipsoid(rd: np.ndarray, e: Ellipsoid) -> tuple[np.ndarray, np.ndarray]:
+def _intersect_ellipsoid(
+    rd: np.ndarray, e: Ellipsoid, depth: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # Map the ellipsoid to the unit sphere; t is unchanged by that affine map.
     o = (-e.center @ e.axes) / e.radii
-    d = (rd @ e.axes) / e.radii
+    d = rd @ (e.axes / e.radii).astype(np.float32)
     a = np.einsum("ij,ij->i", d, d)
-    b = d @ o
-    h = b * b - a * (o @ o - 1.0)
+    b = d @ o.astype(np.float32)
+    h = b * b - a * float(o @ o - 1.0)
     with np.errstate(invalid="ignore"):
         t = (-b - np.sqrt(h)) / a
-    t = np.where((h > 0) & (t > 0), t, np.inf)
-    q = o + d * np.where(np.isfinite(t), t, 0.0)[:, None]
+    idx = np.flatnonzero((h > 0) & (t > 0) & (t < depth))
+    t = t[idx]
+    q = o + d[idx] * t[:, None]
     n = (q / e.radii) @ e.axes.T  # gradient of |x / radii|^2 in camera coordinates
-    with np.errstate(invalid="ignore"):
-        n = n / np.linalg.norm(n, axis=1, keepdims=True)
-    return t, n
+    return idx, t, _unit(n).astype(np.float32)
 
 
-def bounding_sphere(prim: Primitive) -> list[tuple[np.ndarray, float]]:
-    """Spheres whose screen boxes cover the primitive's projection."""
-    if isinstance(prim, Cone):
-        return [(prim.a, prim.ra), (prim.b, prim.rb)]
-    return [(prim.center, float(prim.radii.max()))]
+def bounding_spheres(prims: list[Primitive]) -> tuple[np.ndarray, np.ndarray]:
+    """Two spheres per primitive, centres (P, 2, 3) and radii (P, 2), whose union covers it."""
+    centres = [(p.a, p.b) if isinstance(p, Cone) else (p.center, p.center) for p in prims]
+    radii = [(p.ra, p.rb) if isinstance(p, Cone) else (p.radii.max(),) * 2 for p in prims]
+    return np.array(centres), np.array(radii)

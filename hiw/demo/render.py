@@ -41,7 +41,7 @@ from hiw.demo.hand_model import (
     Ellipsoid,
     Primitive,
     arm_primitives,
-    bounding_sphere,
+    bounding_spheres,
     hand_axes,
     intersect,
     pose_hand,
@@ -50,7 +50,7 @@ from hiw.demo.hand_model import (
 CAMERA_HEIGHT = 0.40  # m above the table top, a seated person's eyes
 CAMERA_PITCH = np.deg2rad(45.0)  # looking down at the hands
 HFOV = np.deg2rad(55.0)
-LIGHT_W = np.array([0.0, -0.3, 1.0]) / np.linalg.norm([0.0, -0.3, 1.0])  # towards the lamp
+LIGHT_W = np.array([-0.35, -0.25, 1.0]) / np.linalg.norm([-0.35, -0.25, 1.0])  # towards the lamp
 SIDES = ("left", "right")
 SKIN_TONES = np.array([[0.93, 0.75, 0.63], [0.87, 0.66, 0.52], [0.76, 0.55, 0.42], [0.92, 0.70, 0.58]])
 SLEEVE_COLOURS = np.array([[0.16, 0.22, 0.38], [0.30, 0.30, 0.32], [0.48, 0.14, 0.14], [0.18, 0.32, 0.22]])
@@ -179,22 +179,21 @@ def _pose(cam: Camera, side: str, track: HandTrack, i: int) -> tuple[np.ndarray,
 # --------------------------------------------------------------------------- rasterising
 
 
-def _screen_box(cam: Camera, spheres: list[tuple[np.ndarray, float]], scale: int) -> tuple[int, int, int, int]:
-    """Pixel box (x0, y0, x1, y1) covering the exact perspective outlines of the spheres."""
-    lo, hi = np.full(2, np.inf), np.full(2, -np.inf)
-    for c, r in spheres:
-        for k in range(2):  # tangent lines from the origin in the xz and yz planes
-            dist = np.hypot(c[k], c[2])
-            if dist <= r:
-                return 0, 0, cam.width * scale, cam.height * scale
-            mid, half = np.arctan2(c[k], c[2]), np.arcsin(r / dist)
-            ends = np.tan(np.clip([mid - half, mid + half], -1.5, 1.5))
-            px = (ends * cam.K[k, k] + cam.K[k, 2] + 0.5) * scale
-            lo[k], hi[k] = min(lo[k], px[0]), max(hi[k], px[1])
-    x0, y0 = np.maximum(np.floor(lo).astype(int) - 1, 0)
-    x1 = int(min(np.ceil(hi[0]) + 1, cam.width * scale))
-    y1 = int(min(np.ceil(hi[1]) + 1, cam.height * scale))
-    return int(x0), int(y0), x1, y1
+def _screen_boxes(cam: Camera, prims: list[Primitive], scale: int) -> np.ndarray:
+    """Pixel boxes (P, 4) as x0, y0, x1, y1 covering the exact perspective outlines of the primitives."""
+    centres, radii = bounding_spheres(prims)
+    box = np.empty((len(prims), 4), int)
+    for k in range(2):  # tangent planes through the origin, x = s z (k = 0) and y = s z (k = 1)
+        dist = np.hypot(centres[..., k], centres[..., 2])
+        mid = np.arctan2(centres[..., k], centres[..., 2])
+        half = np.arcsin(np.minimum(radii / dist, 1.0))
+        lo = np.tan(np.clip(mid - half, -1.5, 1.5)).min(axis=1)
+        hi = np.tan(np.clip(mid + half, -1.5, 1.5)).max(axis=1)
+        size = (cam.width, cam.height)[k] * scale
+        to_px = lambda v: (v * cam.K[k, k] + cam.K[k, 2] + 0.5) * scale  # noqa: E731
+        box[:, k] = np.clip(np.floor(to_px(lo)) - 1, 0, size)
+        box[:, k + 2] = np.clip(np.ceil(to_px(hi)) + 1, 0, size)
+    return box
 
 
 def _raycast(
@@ -203,22 +202,15 @@ def _raycast(
     """Z-buffer the primitives into `depth` (in place); return per-pixel normal and material (-1 = none)."""
     normal = np.zeros(rays.shape, np.float32)
     material = np.full(depth.shape, -1, np.int8)
-    for prim in prims:
-        x0, y0, x1, y1 = _screen_box(cam, bounding_sphere(prim), scale)
+    for prim, (x0, y0, x1, y1) in zip(prims, _screen_boxes(cam, prims, scale)):
         if x1 <= x0 or y1 <= y0:
             continue
         box = (slice(y0, y1), slice(x0, x1))
-        t, n = intersect(rays[box].reshape(-1, 3), prim)
-        closer = t < depth[box].ravel()
-        if not closer.any():
-            continue
-        idx = np.flatnonzero(closer)
-        sub_depth, sub_normal, sub_mat = depth[box], normal[box], material[box]
-        w = x1 - x0
-        rows, cols = idx // w, idx % w
-        sub_depth[rows, cols] = t[idx]
-        sub_normal[rows, cols] = n[idx]
-        sub_mat[rows, cols] = prim.material
+        idx, t, n = intersect(rays[box].reshape(-1, 3), prim, depth[box].ravel())
+        rows, cols = np.divmod(idx, x1 - x0)
+        depth[box][rows, cols] = t
+        normal[box][rows, cols] = n
+        material[box][rows, cols] = prim.material
     return normal, material
 
 
@@ -277,11 +269,11 @@ def _render_background(cam: Camera, rng: np.random.Generator, scale: int = 2) ->
     with np.errstate(divide="ignore"):
         t_table = np.where(rays_w[..., 2] < 0, -cam.C[2] / rays_w[..., 2], np.inf)
     hit = cam.C + rays_w * t_table[..., None]
-    table_far, wall_y = 1.05, 1.35
+    table_far, wall_y = 0.72, 0.80
     on_table = hit[..., 1] < table_far
     image = _wood(hit[..., 0], hit[..., 1], rng)
     # Plate: a white disk with a slightly darker, raised-looking rim.
-    centre = np.array([rng.uniform(-0.05, 0.05), rng.uniform(0.56, 0.62)])
+    centre = np.array([rng.uniform(-0.05, 0.05), rng.uniform(0.50, 0.55)])
     rad = np.hypot(hit[..., 0] - centre[0], hit[..., 1] - centre[1])
     image[rad < 0.12] = [0.90, 0.90, 0.88]
     image[(rad > 0.085) & (rad < 0.12)] *= 0.9
@@ -315,9 +307,9 @@ def _render_background(cam: Camera, rng: np.random.Generator, scale: int = 2) ->
 def _table_objects(rng: np.random.Generator) -> list[tuple[Primitive, tuple[float, float, float]]]:
     """A fruit and a canister on the table (world frame), each with its own material id."""
     fruit_x = rng.choice([-1, 1]) * rng.uniform(0.22, 0.28)
-    fruit = Ellipsoid(np.array([fruit_x, rng.uniform(0.55, 0.62), 0.038]), np.eye(3), np.full(3, 0.04), 10)
+    fruit = Ellipsoid(np.array([fruit_x, rng.uniform(0.50, 0.58), 0.038]), np.eye(3), np.full(3, 0.04), 10)
     can_x = -np.sign(fruit_x) * rng.uniform(0.25, 0.32)
-    can = Cone(np.array([can_x, 0.70, -0.02]), np.array([can_x, 0.70, 0.08]), 0.035, 0.035, 11)
+    can = Cone(np.array([can_x, 0.62, -0.02]), np.array([can_x, 0.62, 0.08]), 0.035, 0.035, 11)
     colours = [(0.90, 0.45, 0.08), tuple(rng.uniform(0.2, 0.8, 3))]
     return list(zip([fruit, can], colours))
 
