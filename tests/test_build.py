@@ -24,8 +24,10 @@ def _tables(root):
 def kitchen_build(tmp_path_factory, kitchen_video):
     videos = tmp_path_factory.mktemp("kitchen-in")
     shutil.copy(kitchen_video, videos / kitchen_video.name)
+    manifest = videos / "narrations.csv"  # Ego4D-style: the narration anchors the clip
+    manifest.write_text(f"video,start_s,end_s,text\n{kitchen_video.name},0.0,5.0,#C C picks up the plate with both hands\n")
     root = tmp_path_factory.mktemp("kitchen-out")
-    cfg = load_config(videos=str(videos), out=root, window_s=5.0)
+    cfg = load_config(manifest=manifest, out=root)
     return cfg, build_flow(cfg)
 
 
@@ -54,15 +56,18 @@ def test_tables_and_catalog_are_consistent(kitchen_build):
     # metric hand-centred keypoints: a real hand's wrist-to-middle-knuckle length is 7-12 cm
     palm = np.linalg.norm(right[valid, 9] - right[valid, 0], axis=-1)
     assert 0.06 < np.median(palm) < 0.13
-    (caption,) = t["captions"]
-    assert caption["clip_id"] == clip["clip_id"] and caption["kind"] == "kinematic"
-    assert caption["text"].startswith("Kinematic description from hand tracks: Both hands are visible.")
+    kinematic, narration = sorted(t["captions"], key=lambda c: c["kind"])
+    assert kinematic["clip_id"] == narration["clip_id"] == clip["clip_id"]
+    assert kinematic["kind"] == "kinematic" and kinematic["model"] == "hiw-kinematic-v1"
+    assert kinematic["text"].startswith("Kinematic description from hand tracks: Both hands are visible.")
+    assert (narration["kind"], narration["text"]) == ("narration", "C picks up the plate with both hands")
+    assert clip["plan"] == "narration" and clip["narration"] == "#C C picks up the plate with both hands"
     assert t["rejects"] == []
     with open_catalog(cfg.out) as con:
         joined = con.execute(
             "SELECT count(*) FROM clips JOIN motion USING (clip_id) JOIN captions USING (clip_id) WHERE status = 'accepted'"
         ).fetchone()[0]
-        assert joined == 1
+        assert joined == 2  # one clip, two captions
     with duckdb.connect(str(cfg.out / "catalog.duckdb"), read_only=True) as con:  # plain duckdb works too
         assert con.execute("SELECT count(*) FROM motion").fetchone()[0] == 1
 
@@ -83,6 +88,7 @@ def test_bad_inputs_are_rejected_and_the_good_video_survives(tmp_path, kitchen_v
     videos = tmp_path / "in"
     videos.mkdir()
     shutil.copy(kitchen_video, videos / "good.mp4")
+    shutil.copy(kitchen_video, videos / "good_copy.mp4")
     shutil.copy(palm_video, videos / "one_hand.mp4")
     (videos / "empty.mp4").write_bytes(b"")
     (videos / "truncated.mp4").write_bytes(kitchen_video.read_bytes()[:1_000_000])
@@ -100,12 +106,13 @@ def test_bad_inputs_are_rejected_and_the_good_video_survives(tmp_path, kitchen_v
         ("discover", "unreadable_entry", "folder.mp4"),
         ("filter", "both_hands_rarely_visible", "one_hand.mp4"),
         ("filter", "no_hands", "no_hands.mp4"),
+        ("probe", "duplicate_video", "good_copy.mp4"),
         ("probe", "empty_file", "empty.mp4"),
         ("probe", "unreadable_video", "text.mp4"),
         ("probe", "unreadable_video", "truncated.mp4"),
     ]
     assert all(r["detail"] for r in t["rejects"])
-    assert summary.videos_found == 8 and summary.videos_probed == 3
+    assert summary.videos_found == 9 and summary.videos_probed == 4
     assert summary.clips_accepted == 1 and summary.clips_rejected == 2
     assert summary.rejects_by_reason["probe/unreadable_video"] == 2
     accepted = [c for c in t["clips"] if c["status"] == "accepted"]

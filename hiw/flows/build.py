@@ -141,13 +141,20 @@ def run_build(cfg: BuildConfig, runner: PlainRunner, progress: Progress | None =
     video_futures = [
         runner.submit("process-video", process_video, path, found.narrations.get(path, []), cfg, runner) for path in found.videos
     ]
-    clip_futures, videos_probed = [], 0
-    for future in runner.as_completed(video_futures):
+    clip_futures, videos_probed, first_path = [], 0, {}
+    for future in video_futures:  # in path order, so the first of duplicate files is always the same one
         video = future.result()
-        rejects += video.rejects
         if video.video is None:
+            rejects += video.rejects
             continue
         videos_probed += 1
+        vid = video.video.video_id
+        if vid in first_path:  # same bytes under another name: its clips would duplicate rows
+            same = StageError("duplicate_video", f"same content as {first_path[vid]} (video_id {vid})")
+            rejects.append(stages.make_reject("probe", same, str(video.path), vid))
+            continue
+        first_path[vid] = video.path
+        rejects += video.rejects
         progress.clips_planned(len(video.clips))
         clip_futures += [
             runner.submit("process-clip", process_clip, clip, video.video.rotation, cfg, tracker_name, runner) for clip in video.clips
