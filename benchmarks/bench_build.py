@@ -9,6 +9,7 @@ Measures, side by side in one process:
 
 Run: make bench   (or .venv/bin/python benchmarks/bench_build.py [--repeats N] [--video PATH])
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,9 +47,13 @@ def bare_mediapipe_fps(cfg, video: Path) -> float:
     frames = [stages.decode(c, cfg) for c in clips]
     n, start = 0, time.perf_counter()
     for clip_frames in frames:
-        with mp.solutions.hands.Hands(static_image_mode=False, max_num_hands=2, model_complexity=cfg.model_complexity,
-                                      min_detection_confidence=cfg.min_detection_confidence,
-                                      min_tracking_confidence=cfg.min_tracking_confidence) as hands:
+        with mp.solutions.hands.Hands(
+            static_image_mode=False,
+            max_num_hands=2,
+            model_complexity=cfg.model_complexity,
+            min_detection_confidence=cfg.min_detection_confidence,
+            min_tracking_confidence=cfg.min_tracking_confidence,
+        ) as hands:
             for frame in clip_frames:
                 hands.process(frame)
                 n += 1
@@ -86,7 +91,7 @@ def main() -> int:
     last = None
     for _ in range(args.repeats):  # interleaved, so machine noise hits both sides alike
         t = time.perf_counter()
-        plain = build_plain(cfg)
+        build_plain(cfg)
         plain_wall.append(time.perf_counter() - t)
         t = time.perf_counter()
         last = build_flow(cfg)
@@ -98,8 +103,10 @@ def main() -> int:
     shutil.rmtree(work, ignore_errors=True)
 
     med = statistics.median
-    print(f"# hiw build benchmark: {args.video.name}, {last.frames_tracked} frames, {last.clips_planned} clip(s), "
-          f"workers={cfg.workers}, median of {args.repeats}\n")
+    print(
+        f"# hiw build benchmark: {args.video.name}, {last.frames_tracked} frames, {last.clips_planned} clip(s), "
+        f"workers={cfg.workers}, median of {args.repeats}\n"
+    )
     print("| stage | calls | seconds | frames/s |\n|---|---:|---:|---:|")
     for stage, t in last.stage_times.items():
         rate = f"{t.items / t.seconds:.0f}" if t.items and t.seconds else ""
@@ -108,10 +115,14 @@ def main() -> int:
     flow_s, plain_s, fixed_s = med(flow_wall), med(plain_wall), med(fixed)
     print(f"prefect ephemeral server start-up (first flow run): {startup:.1f} s")
     print(f"prefect fixed cost per flow run (empty flow, server up): {fixed_s:.2f} s")
-    print(f"tracker fps inside the flow: {med(flow_track):.1f}; bare mediapipe loop: {med(bare):.1f}; "
-          f"ratio {med(flow_track) / med(bare):.3f} (target >= 0.85)")
-    print(f"whole build wall: Prefect flow {flow_s:.2f} s; plain stage calls {plain_s:.2f} s; ratio {flow_s / plain_s:.3f}; "
-          f"without the fixed per-run cost {(flow_s - fixed_s) / plain_s:.3f} (target <= 1.15)")
+    print(
+        f"tracker fps inside the flow: {med(flow_track):.1f}; bare mediapipe loop: {med(bare):.1f}; "
+        f"ratio {med(flow_track) / med(bare):.3f} (target >= 0.85)"
+    )
+    print(
+        f"whole build wall: Prefect flow {flow_s:.2f} s; plain stage calls {plain_s:.2f} s; ratio {flow_s / plain_s:.3f}; "
+        f"without the fixed per-run cost {(flow_s - fixed_s) / plain_s:.3f} (target <= 1.15)"
+    )
     return 0
 
 

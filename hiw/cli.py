@@ -3,6 +3,7 @@
 Exit codes: 0 success (a build with rejects included), 1 a failure while running, 2 a usage or
 configuration error (one line on stderr, no traceback).
 """
+
 from __future__ import annotations
 
 import inspect

@@ -1,4 +1,5 @@
 """Build configuration: defaults < TOML file < command-line flags. One model, one definition."""
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,9 @@ class BuildConfig(BaseModel):
     videos: str | None = Field(None, description="folder (searched recursively) or glob of input videos")
     manifest: Path | None = Field(None, description="CSV with columns video[,start_s,end_s,text] (Ego4D-style narrations)")
     out: Path = Field(Path("hiw-out"), description="dataset root to write tables and catalog into")
-    clip_mode: Literal["auto", "window", "narration"] = Field("auto", description="auto: narration spans when a video has narrations, else fixed windows")
+    clip_mode: Literal["auto", "window", "narration"] = Field(
+        "auto", description="auto: narration spans when a video has narrations, else fixed windows"
+    )
     window_s: float = Field(8.0, gt=0, description="fixed-window clip length in seconds")
     stride_s: float | None = Field(None, gt=0, description="seconds between window starts (default: window_s)")
     min_clip_s: float = Field(2.0, gt=0, description="shortest clip kept; short narrations are widened to it")
@@ -34,7 +37,9 @@ class BuildConfig(BaseModel):
     mirrored_input: bool = Field(False, description="input is mirrored (selfie); egocentric video is not")
     fps: float = Field(15.0, gt=0, description="canonical motion frame rate")
     smooth_sigma: float = Field(1.0, ge=0, description="Gaussian smoothing of keypoints, in canonical frames (0: off)")
-    min_both_hands_frac: float = Field(0.5, ge=0, le=1, description="reject clips where both hands are visible in fewer frames than this")
+    min_both_hands_frac: float = Field(
+        0.5, ge=0, le=1, description="reject clips where both hands are visible in fewer frames than this"
+    )
     vlm: Literal["kinematic"] = Field("kinematic", description="captioner backend")
     workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1, description="clips processed in parallel")
 

@@ -1,4 +1,5 @@
 """Errors with a reason code: stages raise these for bad input; the flow turns them into rejects."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Human-readable output: the build summary and query results (rich tables)."""
+
 from __future__ import annotations
 
 import csv
@@ -61,7 +62,14 @@ class BuildProgress(Progress):
         self.live = console.is_terminal
         self.done = 0
         self.total = 0
-        self._bar = ProgressBar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
+        self._bar = ProgressBar(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
         self._task = self._bar.add_task("clips", total=None)
 
     def __enter__(self) -> BuildProgress:

@@ -1,4 +1,5 @@
 """Process-wide defaults set before Prefect or mediapipe are imported (a user's own setting wins)."""
+
 from __future__ import annotations
 
 import os

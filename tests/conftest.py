@@ -1,4 +1,5 @@
 """Shared test set-up: caches inside the project, real fixtures from ../shared, generated videos."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """End-to-end builds through the real Prefect flow, real decoding and real mediapipe tracking."""
+
 import shutil
 
 import duckdb
@@ -48,7 +49,9 @@ def test_tables_and_catalog_are_consistent(kitchen_build):
     t = _tables(cfg.out)
     (clip,), (motion,) = t["clips"], t["motion"]
     assert motion["clip_id"] == clip["clip_id"] and motion["fps"] == 15.0
-    assert motion["n_frames"] == 61 == len(motion["left_valid"]) == len(motion["right_keypoints_3d"])  # 121 frames at 30 -> 15 fps
+    assert (
+        motion["n_frames"] == 61 == len(motion["left_valid"]) == len(motion["right_keypoints_3d"])
+    )  # 121 frames at 30 -> 15 fps
     assert all(len(frame) == 63 for frame in motion["left_keypoints_2d"])
     right = np.array(motion["right_keypoints_3d"], np.float32).reshape(-1, 21, 3)
     valid = np.array(motion["right_valid"])
@@ -124,7 +127,19 @@ def test_bad_inputs_are_rejected_and_the_good_video_survives(tmp_path, kitchen_v
 
 def test_decode_rejects_clips_cut_short_by_the_file(tmp_path):
     video = write_video(tmp_path / "short.mp4", textured_frames(30, 160, 120))  # 1 s
-    clip = ClipSpec(clip_id="c_x", video_id="v_x", source_path=str(video), clip_index=0, plan="window", start_frame=0,
-                    end_frame=240, start_s=0, end_s=8, source_fps=30, width=160, height=120)
+    clip = ClipSpec(
+        clip_id="c_x",
+        video_id="v_x",
+        source_path=str(video),
+        clip_index=0,
+        plan="window",
+        start_frame=0,
+        end_frame=240,
+        start_s=0,
+        end_s=8,
+        source_fps=30,
+        width=160,
+        height=120,
+    )
     with pytest.raises(stages.StageError, match="only 30 of the clip's 240 frames"):
         stages.decode(clip, load_config(videos=".", min_clip_s=2.0))

@@ -1,4 +1,5 @@
 """The `hiw` command as users run it: a real subprocess, exit codes, one-line errors."""
+
 import json
 import os
 import subprocess
@@ -69,7 +70,9 @@ def test_build_from_toml_then_query_in_three_formats(tmp_path):
 
     as_json = hiw("query", "--root", str(root), "--format", "json", "SELECT stage, reason, detail FROM rejects")
     assert as_json.returncode == 0, as_json.stderr
-    assert json.loads(as_json.stdout) == [{"stage": "filter", "reason": "no_hands", "detail": "no hand detected in any of 75 frames"}]
+    assert json.loads(as_json.stdout) == [
+        {"stage": "filter", "reason": "no_hands", "detail": "no hand detected in any of 75 frames"}
+    ]
     as_csv = hiw("query", "--root", str(root), "--format", "csv", "SELECT status, frames_decoded FROM clips")
     assert as_csv.stdout.splitlines() == ["status,frames_decoded", "rejected,75"]
     table = hiw("query", "--root", str(root), "SELECT count(*) AS n FROM motion")

@@ -1,4 +1,5 @@
 """The demo path: render a short synthetic clip, build it through the flow, score against ground truth."""
+
 import pytest
 from rich.console import Console
 

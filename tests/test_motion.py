@@ -99,8 +99,21 @@ def test_caption_states_what_the_tracks_show():
 
 
 def test_narration_becomes_its_own_caption():
-    clip = ClipSpec(clip_id="c_1", video_id="v_1", source_path="x.mp4", clip_index=0, plan="narration", start_frame=0,
-                    end_frame=30, start_s=0, end_s=1, source_fps=30, width=640, height=480, narration="#C C cuts the onion")
+    clip = ClipSpec(
+        clip_id="c_1",
+        video_id="v_1",
+        source_path="x.mp4",
+        clip_index=0,
+        plan="narration",
+        start_frame=0,
+        end_frame=30,
+        start_s=0,
+        end_s=1,
+        source_fps=30,
+        width=640,
+        height=480,
+        narration="#C C cuts the onion",
+    )
     facts = [hand_facts(s, _hand(30, 15.0), 15.0) for s in ("left", "right")]
     captions = caption_clip(clip, facts)
     assert [(c.kind, c.model) for c in captions] == [("kinematic", "hiw-kinematic-v1"), ("narration", "source")]

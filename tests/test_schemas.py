@@ -10,10 +10,22 @@ def _motion(n: int, clip: str = "c_1") -> MotionRecord:
     rng = np.random.default_rng(n)
     kp = rng.normal(size=(n, 21, 3)).astype(np.float32)
     return MotionRecord(
-        clip_id=clip, video_id="v_1", fps=15.0, n_frames=n, coordinate_frame="hand_centred_camera_axes",
-        smoothing="none", left_valid=np.ones(n, bool), left_keypoints_2d=kp, left_keypoints_3d=kp * 0.01,
-        right_valid=np.zeros(n, bool), right_keypoints_2d=np.full((n, 21, 3), np.nan), right_keypoints_3d=np.full((n, 21, 3), np.nan),
-        tracker="mediapipe", tracker_version="t", config_hash="h", code_version="0",
+        clip_id=clip,
+        video_id="v_1",
+        fps=15.0,
+        n_frames=n,
+        coordinate_frame="hand_centred_camera_axes",
+        smoothing="none",
+        left_valid=np.ones(n, bool),
+        left_keypoints_2d=kp,
+        left_keypoints_3d=kp * 0.01,
+        right_valid=np.zeros(n, bool),
+        right_keypoints_2d=np.full((n, 21, 3), np.nan),
+        right_keypoints_3d=np.full((n, 21, 3), np.nan),
+        tracker="mediapipe",
+        tracker_version="t",
+        config_hash="h",
+        code_version="0",
     )
 
 

@@ -4,6 +4,7 @@ It knows nothing of objects or scenes; its captions say so ("kinematic descripti
 model name marks them as such in the ``captions`` table. A narration, when the source has one,
 becomes its own caption of kind ``narration``.
 """
+
 from __future__ import annotations
 
 import re
@@ -51,7 +52,9 @@ def describe(facts: list[HandFacts]) -> tuple[str, list[str]]:
     """Caption text and verbs for the facts of both hands."""
     visible = [f.side for f in facts if f.visible_frac > 0]
     moving = [f.side for f in facts if f.moving]
-    opening = {0: "No hand is visible.", 1: f"Only the {visible[0]} hand is visible." if visible else ""}.get(len(visible), "Both hands are visible.")
+    opening = {0: "No hand is visible.", 1: f"Only the {visible[0]} hand is visible." if visible else ""}.get(
+        len(visible), "Both hands are visible."
+    )
     sentences, verbs = [f"Kinematic description from hand tracks: {opening}"], []
     for f in facts:
         sentence, hand_verbs = _hand_sentence(f)

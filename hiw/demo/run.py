@@ -3,6 +3,7 @@
 The renderer knows where every keypoint really is, so the demo can say how often mediapipe saw
 the hands and how far its wrists are from the truth: an end-to-end check with nothing downloaded.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,9 +43,15 @@ class TrackingAccuracy:
 def score_tracking(root: Path, gt: RenderGroundTruth) -> TrackingAccuracy:
     """Compare the built dataset at ``root`` with the renderer's ground truth."""
     with open_catalog(root) as con:
-        clips = con.execute("SELECT clip_id, start_frame, frames_decoded, frames_any_hand, frames_both_hands, source_fps FROM clips").fetchall()
-        motion = {row[0]: row[1:] for row in con.execute(
-            "SELECT clip_id, fps, left_valid, left_keypoints_2d, right_valid, right_keypoints_2d FROM motion").fetchall()}
+        clips = con.execute(
+            "SELECT clip_id, start_frame, frames_decoded, frames_any_hand, frames_both_hands, source_fps FROM clips"
+        ).fetchall()
+        motion = {
+            row[0]: row[1:]
+            for row in con.execute(
+                "SELECT clip_id, fps, left_valid, left_keypoints_2d, right_valid, right_keypoints_2d FROM motion"
+            ).fetchall()
+        }
     frames = sum(c[2] for c in clips)
     errors: dict[str, list[float]] = {side: [] for side in HANDS}
     same = other = 0
@@ -109,5 +116,5 @@ def run_demo(out: Path, seconds: float, seed: int, console: Console) -> Tracking
         print_rows([d[0] for d in cursor.description], cursor.fetchall(), "table", console)
     accuracy = score_tracking(out, gt)
     print_accuracy(accuracy, console)
-    console.print(f"try: hiw query --root {out} \"SELECT * FROM captions\"", highlight=False)
+    console.print(f'try: hiw query --root {out} "SELECT * FROM captions"', highlight=False)
     return accuracy

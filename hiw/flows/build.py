@@ -3,14 +3,15 @@
 ``run_build`` is the wiring, written once against a runner (``hiw.flows.runners``);
 ``build_flow`` is the Prefect flow that runs it with Prefect tasks.
 """
+
 from __future__ import annotations
 
 import json
 import time
 from collections import Counter
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from contextvars import ContextVar
 
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -83,7 +84,9 @@ def _attempt(where: Where, stage: str, fn, *args):
         return None, stages.make_reject(stage, err, where.source_path, where.video_id, where.clip_id)
     except Exception as err:  # noqa: BLE001 - unexpected failures are recorded with their text
         detail = f"{type(err).__name__}: {err}".splitlines()[0][:500]
-        return None, stages.make_reject(stage, StageError("internal_error", detail), where.source_path, where.video_id, where.clip_id)
+        return None, stages.make_reject(
+            stage, StageError("internal_error", detail), where.source_path, where.video_id, where.clip_id
+        )
 
 
 def attempt(runner: PlainRunner, where: Where, stage: str, fn, *args):
@@ -134,9 +137,7 @@ def run_build(cfg: BuildConfig, runner: PlainRunner, progress: Progress | None =
     started = time.perf_counter()
     found = runner.run("discover", discover, cfg.videos, cfg.manifest)
     progress.videos_found(len(found.videos) + len(found.unreadable))
-    rejects = [
-        stages.make_reject("discover", StageError("unreadable_entry", why), str(path)) for path, why in found.unreadable
-    ]
+    rejects = [stages.make_reject("discover", StageError("unreadable_entry", why), str(path)) for path, why in found.unreadable]
     tracker_name = stages.tracker_version(cfg)
     video_futures = [
         runner.submit("process-video", process_video, path, found.narrations.get(path, []), cfg, runner) for path in found.videos
@@ -157,7 +158,8 @@ def run_build(cfg: BuildConfig, runner: PlainRunner, progress: Progress | None =
         rejects += video.rejects
         progress.clips_planned(len(video.clips))
         clip_futures += [
-            runner.submit("process-clip", process_clip, clip, video.video.rotation, cfg, tracker_name, runner) for clip in video.clips
+            runner.submit("process-clip", process_clip, clip, video.video.rotation, cfg, tracker_name, runner)
+            for clip in video.clips
         ]
     clips, motion, captions = [], [], []
     for future in runner.as_completed(clip_futures):

@@ -3,6 +3,7 @@
 The build's wiring (``hiw.flows.build.run_build``) is written once against this small interface,
 so the Prefect flow and the no-Prefect baseline of the benchmark execute identical stage code.
 """
+
 from __future__ import annotations
 
 import threading

@@ -2,6 +2,7 @@
 
 Each raises StageError for bad input; the wiring in ``hiw.flows.build`` turns that into a reject.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -119,11 +120,15 @@ def annotate(motion: MotionRecord, clip: ClipSpec) -> list[Caption]:
     return caption_clip(clip, facts)
 
 
-def clip_record(clip: ClipSpec, cfg: BuildConfig, tracker_name: str, tracks: ClipTracks | None, reject: Reject | None) -> ClipRecord:
+def clip_record(
+    clip: ClipSpec, cfg: BuildConfig, tracker_name: str, tracks: ClipTracks | None, reject: Reject | None
+) -> ClipRecord:
     stats = {}
     if tracks is not None:
         seen, n = tracks.visibility(), tracks.n_frames
-        stats = dict(seen, frames_decoded=n, any_hand_frac=seen["frames_any_hand"] / n, both_hands_frac=seen["frames_both_hands"] / n)
+        stats = dict(
+            seen, frames_decoded=n, any_hand_frac=seen["frames_any_hand"] / n, both_hands_frac=seen["frames_both_hands"] / n
+        )
     return ClipRecord(
         **clip.model_dump(),
         **stats,

@@ -4,6 +4,7 @@ Image-plane motion is converted to approximate metres with the hand's own size: 
 wrist-to-middle-knuckle length (3D keypoints) over its length in pixels (2D keypoints). It ignores
 foreshortening, so speeds are approximate, and labelled so in captions.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -4,6 +4,7 @@ Resampling interpolates linearly between the two nearest source frames and is va
 both are; smoothing is a Gaussian along time inside each run of valid frames, so it never blends
 across a gap or invents frames.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -81,5 +82,7 @@ def canonical_sequences(tracks: ClipTracks, settings: MotionSettings) -> dict[st
         hand = tracks.hands[side]
         kp2d, ok = resample(hand.keypoints_2d.reshape(-1, N_KEYPOINTS, 3), hand.valid, positions)
         kp3d, _ = resample(hand.keypoints_3d.reshape(-1, N_KEYPOINTS, 3), hand.valid, positions)
-        out[side] = HandSequence(valid=ok, keypoints_2d=smooth(kp2d, ok, settings.smooth_sigma), keypoints_3d=smooth(kp3d, ok, settings.smooth_sigma))
+        out[side] = HandSequence(
+            valid=ok, keypoints_2d=smooth(kp2d, ok, settings.smooth_sigma), keypoints_3d=smooth(kp3d, ok, settings.smooth_sigma)
+        )
     return out

@@ -4,6 +4,7 @@ Per-frame arrays are stored as ``list<fixed_size_list<float32, width>>``: one ou
 ``width`` numbers per frame (e.g. 21 keypoints x 3 = 63). The clip length varies, the per-frame
 layout does not, so the width lives in the schema and readers get a typed, zero-copy column.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

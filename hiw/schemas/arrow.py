@@ -1,4 +1,5 @@
 """Arrow schemas and tables derived from the pydantic records (the one definition of each record)."""
+
 from __future__ import annotations
 
 import types

@@ -1,10 +1,12 @@
 """Content-derived ids: the same inputs always get the same ids, so rebuilds never duplicate rows."""
+
 from __future__ import annotations
 
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
+
 
 def stable_hash(*parts: Any, length: int = 16) -> str:
     """Hex digest of JSON-serialisable parts (sorted keys, so dict order does not matter)."""

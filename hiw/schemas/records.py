@@ -3,6 +3,7 @@
 Tables of a build: ``clips`` (ClipRecord), ``motion`` (MotionRecord), ``captions`` (Caption),
 ``rejects`` (Reject). VideoSource, Narration, ClipSpec and HandTrack are in-flight records.
 """
+
 from __future__ import annotations
 
 from datetime import UTC, datetime

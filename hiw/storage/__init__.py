@@ -1,4 +1,5 @@
 """Parquet tables and the DuckDB catalog over them."""
+
 from hiw.storage.catalog import CATALOG_FILE, open_catalog, write_catalog
 from hiw.storage.tables import TABLES_DIR, publish_tables, table_glob
 

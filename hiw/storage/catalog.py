@@ -3,6 +3,7 @@
 Views hold absolute paths so plain ``duckdb ROOT/catalog.duckdb`` works from any folder;
 ``open_catalog`` rewrites them when the dataset root has moved.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

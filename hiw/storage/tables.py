@@ -4,6 +4,7 @@ Every table is written into a staging folder first (temp file, fsync, rename); o
 them are complete does the staging folder replace the published one, so a failed build leaves the
 previous tables in place.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Hand trackers behind one protocol; heavy backends import lazily."""
+
 from __future__ import annotations
 
 from hiw.errors import ConfigError

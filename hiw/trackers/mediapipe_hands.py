@@ -4,6 +4,7 @@ Per frame and hand: 21 image keypoints with the detection's handedness score as 
 (mediapipe gives no per-keypoint confidence for hands), 21 metric "world" keypoints (metres,
 origin near the hand's centre, camera-aligned axes), and a valid mask.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,7 +20,9 @@ class MediapipeHands:
         try:
             import mediapipe as mp
         except ImportError as err:
-            raise ImportError("the mediapipe tracker needs mediapipe==0.10.14 (`make` installs it; or pip install 'hiw[mediapipe]')") from err
+            raise ImportError(
+                "the mediapipe tracker needs mediapipe==0.10.14 (`make` installs it; or pip install 'hiw[mediapipe]')"
+            ) from err
         self._solution = mp.solutions.hands
         self.settings = settings
         self.version = f"mediapipe-{mp.__version__}-hands-c{settings.model_complexity}"
@@ -49,8 +52,7 @@ class MediapipeHands:
                     kp2d[side][t, :, 2] = score
                     kp3d[side][t] = [(p.x, p.y, p.z) for p in world_lm.landmark]
         hands = {
-            side: HandTrack(side=side, valid=valid[side], keypoints_2d=kp2d[side], keypoints_3d=kp3d[side])
-            for side in HANDS
+            side: HandTrack(side=side, valid=valid[side], keypoints_2d=kp2d[side], keypoints_3d=kp3d[side]) for side in HANDS
         }
         return ClipTracks(fps=fps, hands=hands)
 
@@ -59,7 +61,9 @@ class MediapipeHands:
         if not result.multi_hand_landmarks:
             return []
         found = []
-        for image_lm, world_lm, handedness in zip(result.multi_hand_landmarks, result.multi_hand_world_landmarks, result.multi_handedness):
+        for image_lm, world_lm, handedness in zip(
+            result.multi_hand_landmarks, result.multi_hand_world_landmarks, result.multi_handedness
+        ):
             label = handedness.classification[0]
             side = label.label.lower()
             if not self.settings.mirrored_input:

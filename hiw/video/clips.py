@@ -1,4 +1,5 @@
 """Clip planning: fixed windows over a video, or spans anchored on its narrations."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -78,7 +79,13 @@ def _narration_spans(video: VideoSource, narrations: list[Narration], plan: Clip
     for n in sorted(narrations, key=lambda n: n.start_s):
         start_s, end_s = n.start_s, min(n.end_s, video.duration_s)
         if start_s >= video.duration_s:
-            problems.append(StageError("narration_out_of_range", f"narration at {n.start_s:g}-{n.end_s:g} s starts after the video ends ({video.duration_s:.2f} s): {n.text!r}"))
+            problems.append(
+                StageError(
+                    "narration_out_of_range",
+                    f"narration at {n.start_s:g}-{n.end_s:g} s starts after the video ends "
+                    f"({video.duration_s:.2f} s): {n.text!r}",
+                )
+            )
             continue
         short = plan.min_clip_s - (end_s - start_s)
         if short > 0:  # widen short narrations symmetrically, staying inside the video
@@ -87,7 +94,12 @@ def _narration_spans(video: VideoSource, narrations: list[Narration], plan: Clip
             start_s = max(0.0, end_s - plan.min_clip_s)
         start, end = round(start_s * video.fps), min(round(end_s * video.fps), video.n_frames)
         if end - start < max(1, round(plan.min_clip_s * video.fps)):
-            problems.append(StageError("too_short", f"narration span {n.start_s:g}-{n.end_s:g} s is shorter than min_clip_s in a {video.duration_s:.2f} s video"))
+            problems.append(
+                StageError(
+                    "too_short",
+                    f"narration span {n.start_s:g}-{n.end_s:g} s is shorter than min_clip_s in a {video.duration_s:.2f} s video",
+                )
+            )
             continue
         spans.append((start, end, n.text, "narration"))
     return spans, problems

@@ -3,6 +3,7 @@
 decord decodes a span with one seek and resizes inside the decoder; cv2 is the fallback (one seek,
 then sequential reads: frame-by-frame seeking with cv2 runs at a few fps).
 """
+
 from __future__ import annotations
 
 import logging

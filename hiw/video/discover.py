@@ -1,4 +1,5 @@
 """Find input videos: a folder, a glob, or a CSV manifest with optional Ego4D-style narrations."""
+
 from __future__ import annotations
 
 import csv

@@ -1,4 +1,5 @@
 """Probe a video: stream properties, a content-derived id, and proof that its first frame decodes."""
+
 from __future__ import annotations
 
 from pathlib import Path
