@@ -65,6 +65,7 @@ def test_build_from_toml_then_query_in_three_formats(tmp_path):
     result = hiw("build", "--config", str(config), "--out", str(root), "--window-s", "2.5")
     assert result.returncode == 0, result.stderr  # a build whose clips are all rejected still succeeds
     assert "clips rejected" in result.stdout and "filter/no_hands" in result.stdout
+    assert "[1/1] c_" in result.stdout and "rejected (no_hands)" in result.stdout  # per-clip progress off a terminal
     report = json.loads((root / "build.json").read_text())
     assert report["config"]["window_s"] == 2.5 and report["config"]["min_clip_s"] == 1.0  # flag beats TOML
 
