@@ -22,6 +22,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from hiw.schemas import ClipSpec  # noqa: E402
+
 FIXTURES = PROJECT.parent / "shared" / "fixtures"
 KITCHEN = FIXTURES / "video" / "ego_kitchen_plate.mp4"
 PALM = FIXTURES / "video" / "palm_third_person.mp4"
@@ -32,6 +34,25 @@ def fixture_file(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"shared fixture missing: {path} (tests read real data from ../shared/fixtures)")
     return path
+
+
+def make_clip(source_path: str = "x.mp4", n_frames: int = 30, fps: float = 30.0, size=(640, 480), **fields) -> ClipSpec:
+    """A ClipSpec starting at frame 0, for stage-level tests."""
+    values = dict(
+        clip_id="c_test",
+        video_id="v_test",
+        source_path=source_path,
+        clip_index=0,
+        plan="window",
+        start_frame=0,
+        end_frame=n_frames,
+        start_s=0.0,
+        end_s=n_frames / fps,
+        source_fps=fps,
+        width=size[0],
+        height=size[1],
+    )
+    return ClipSpec(**{**values, **fields})
 
 
 def write_video(path: Path, frames: np.ndarray, fps: float = 30.0) -> Path:

@@ -7,11 +7,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import textured_frames, write_video
+from conftest import make_clip, textured_frames, write_video
 from hiw.config import load_config
 from hiw.flows import stages
 from hiw.flows.build import build_flow
-from hiw.schemas import ClipSpec
 from hiw.storage import open_catalog
 
 pytestmark = pytest.mark.slow
@@ -127,19 +126,6 @@ def test_bad_inputs_are_rejected_and_the_good_video_survives(tmp_path, kitchen_v
 
 def test_decode_rejects_clips_cut_short_by_the_file(tmp_path):
     video = write_video(tmp_path / "short.mp4", textured_frames(30, 160, 120))  # 1 s
-    clip = ClipSpec(
-        clip_id="c_x",
-        video_id="v_x",
-        source_path=str(video),
-        clip_index=0,
-        plan="window",
-        start_frame=0,
-        end_frame=240,
-        start_s=0,
-        end_s=8,
-        source_fps=30,
-        width=160,
-        height=120,
-    )
+    clip = make_clip(str(video), n_frames=240, size=(160, 120))
     with pytest.raises(stages.StageError, match="only 30 of the clip's 240 frames"):
         stages.decode(clip, load_config(videos=".", min_clip_s=2.0))

@@ -1,9 +1,10 @@
 import numpy as np
 
+from conftest import make_clip
 from hiw.annotators.kinematic import caption_clip, describe, narration_text
 from hiw.motion.facts import hand_facts
 from hiw.motion.keypoints import HandSequence, MotionSettings, canonical_sequences, resample, resample_times, smooth
-from hiw.schemas import ClipSpec, HandTrack
+from hiw.schemas import HandTrack
 from hiw.trackers import ClipTracks
 
 # A flat right hand, metres, hand-centred (wrist at origin, middle MCP 9 cm "up" the image).
@@ -99,21 +100,7 @@ def test_caption_states_what_the_tracks_show():
 
 
 def test_narration_becomes_its_own_caption():
-    clip = ClipSpec(
-        clip_id="c_1",
-        video_id="v_1",
-        source_path="x.mp4",
-        clip_index=0,
-        plan="narration",
-        start_frame=0,
-        end_frame=30,
-        start_s=0,
-        end_s=1,
-        source_fps=30,
-        width=640,
-        height=480,
-        narration="#C C cuts the onion",
-    )
+    clip = make_clip(plan="narration", narration="#C C cuts the onion")
     facts = [hand_facts(s, _hand(30, 15.0), 15.0) for s in ("left", "right")]
     captions = caption_clip(clip, facts)
     assert [(c.kind, c.model) for c in captions] == [("kinematic", "hiw-kinematic-v1"), ("narration", "source")]

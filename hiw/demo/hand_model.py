@@ -6,7 +6,7 @@ skeleton is defined once, for a right hand; a left hand uses the same local coor
 the mirroring happens in the local->camera rotation, whose radial column is flipped
 (see `hand_axes`). Keypoints follow the 21-point mediapipe order (0 wrist, 1-4 thumb,
 5-8 index, 9-12 middle, 13-16 ring, 17-20 pinky). Lengths are metres for an adult hand
-whose wrist-to-middle-fingertip length is about 0.185 m.
+whose wrist-to-middle-fingertip length is 0.182 m when straight.
 
 Geometry is a union of rounded cones (two spheres joined by their tangent cone: tapered
 fingers, metacarpals, forearms) and ellipsoids (palm, carpus, nails), intersected with rays
@@ -46,9 +46,7 @@ THUMB_RADII = (0.0150, 0.0118, 0.0105, 0.0088)
 THUMB_OPEN = np.array([[0.48, 0.72, 0.50], [0.42, 0.86, 0.28], [0.32, 0.93, 0.16]])
 THUMB_CLOSED = np.array([[0.35, 0.65, 0.68], [0.05, 0.72, 0.70], [-0.15, 0.65, 0.72]])
 # Carpal ends of the metacarpals; together with a flat ellipsoid they fill the palm.
-METACARPAL_BASES = np.array(
-    [[0.015, 0.014, 0.002], [0.003, 0.012, 0.000], [-0.010, 0.014, 0.002], [-0.021, 0.018, 0.004]]
-)
+METACARPAL_BASES = np.array([[0.015, 0.014, 0.002], [0.003, 0.012, 0.000], [-0.010, 0.014, 0.002], [-0.021, 0.018, 0.004]])
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,10 @@ Primitive = Cone | Ellipsoid
 
 
 def hand_axes(distal: np.ndarray, palmar: np.ndarray, side: str) -> np.ndarray:
-    """Local->camera rotation (columns radial, distal, palmar); a reflection for the left hand."""
+    """Rotation from the hand frame (columns radial, distal, palmar) to the frame of the inputs.
+
+    It is a reflection for the left hand: the same local skeleton then comes out mirrored.
+    """
     d = distal / np.linalg.norm(distal)
     p = palmar - d * (palmar @ d)
     p /= np.linalg.norm(p)
@@ -115,14 +116,13 @@ def pose_local(grasp: float, spread: float) -> tuple[np.ndarray, np.ndarray]:
         for j in range(3):
             angle += flex[j]
             # flexion rotates the bone inside the plane spanned by its rest direction and palmar
-            kp[base + j + 1] = kp[base + j] + finger.lengths[j] * (np.cos(angle) * d0 + np.sin(angle) * p_axis)
+            bone = np.cos(angle) * d0 + np.sin(angle) * p_axis
+            kp[base + j + 1] = kp[base + j] + finger.lengths[j] * bone
         nail_up[1 + f] = np.sin(angle) * d0 - np.cos(angle) * p_axis
     return kp, nail_up
 
 
-def pose_hand(
-    wrist: np.ndarray, axes: np.ndarray, grasp: float, spread: float
-) -> tuple[np.ndarray, list[Primitive]]:
+def pose_hand(wrist: np.ndarray, axes: np.ndarray, grasp: float, spread: float) -> tuple[np.ndarray, list[Primitive]]:
     """Posed keypoints (21, 3) and the surface primitives of one hand, in the camera frame."""
     local, nail_up_local = pose_local(grasp, spread)
     kp = wrist + local @ axes.T
@@ -213,9 +213,7 @@ def _intersect_cone(rd: np.ndarray, c: Cone, depth: np.ndarray) -> tuple[np.ndar
     return idx, t, _unit(n).astype(np.float32)
 
 
-def _intersect_ellipsoid(
-    rd: np.ndarray, e: Ellipsoid, depth: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _intersect_ellipsoid(rd: np.ndarray, e: Ellipsoid, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # Map the ellipsoid to the unit sphere; t is unchanged by that affine map.
     o = (-e.center @ e.axes) / e.radii
     d = rd @ (e.axes / e.radii).astype(np.float32)
