@@ -20,7 +20,7 @@ from hiw.storage import open_catalog
 
 DETECTION_TARGET = 0.8
 DEMO_QUERY = """
-SELECT c.clip_id, round(c.start_s, 1) AS start_s, round(c.end_s, 1) AS end_s, c.status,
+SELECT printf('%.1f-%.1f s', c.start_s, c.end_s) AS span, c.status,
        round(c.both_hands_frac, 2) AS both_hands, t.text AS caption
 FROM clips c LEFT JOIN captions t USING (clip_id)
 ORDER BY c.start_s
