@@ -24,6 +24,7 @@ from hiw.flows.runners import PlainRunner, PrefectRunner, StageTime
 from hiw.schemas import Caption, ClipRecord, ClipSpec, MotionRecord, Narration, Reject, VideoSource
 from hiw.storage import publish_tables, write_catalog
 from hiw.video.discover import check_inputs, discover
+from hiw.video.probe import probe_video
 
 
 class Progress:
@@ -96,7 +97,7 @@ def attempt(runner: PlainRunner, where: Where, stage: str, fn, *args):
 
 def process_video(path: Path, narrations: list[Narration], cfg: BuildConfig, runner: PlainRunner) -> VideoResult:
     result = VideoResult(path=path)
-    video, reject = attempt(runner, Where(str(path)), "probe", stages.probe, path)
+    video, reject = attempt(runner, Where(str(path)), "probe", probe_video, path)
     if reject:
         result.rejects.append(reject)
         return result

@@ -5,8 +5,6 @@ Each raises StageError for bad input; the wiring in ``hiw.flows.build`` turns th
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from hiw import __version__
@@ -20,7 +18,6 @@ from hiw.schemas.ids import reject_id
 from hiw.trackers import ClipTracks, TrackerSettings, make_tracker
 from hiw.video.clips import ClipPlan, plan_clips
 from hiw.video.decode import decode_clip
-from hiw.video.probe import probe_video
 
 
 def clip_plan(cfg: BuildConfig) -> ClipPlan:
@@ -53,10 +50,6 @@ def make_reject(stage: str, err: StageError, source_path: str, video_id: str | N
 
 
 # --- stages -------------------------------------------------------------------------------------
-
-
-def probe(path: Path) -> VideoSource:
-    return probe_video(path)
 
 
 def plan(video: VideoSource, narrations: list[Narration], cfg: BuildConfig) -> tuple[list[ClipSpec], list[Reject]]:
