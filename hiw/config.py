@@ -13,13 +13,15 @@ from hiw.errors import ConfigError
 from hiw.schemas.ids import stable_hash
 
 # Fields that say where data comes from / goes / how fast, not what the data is: not hashed.
-_NOT_HASHED = {"videos", "manifest", "out", "workers"}
+_NOT_HASHED = {"videos", "manifest", "out", "workers", "mano_dir"}
 
 
 class BuildConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    videos: str | None = Field(None, description="folder (searched recursively) or glob of input videos")
+    videos: str | None = Field(
+        None, description="folder (searched recursively) or glob of input videos (track files with --tracker precomputed)"
+    )
     manifest: Path | None = Field(None, description="CSV with columns video[,start_s,end_s,text] (Ego4D-style narrations)")
     out: Path = Field(Path("hiw-out"), description="dataset root to write tables and catalog into")
     clip_mode: Literal["auto", "window", "narration"] = Field(
@@ -30,16 +32,30 @@ class BuildConfig(BaseModel):
     min_clip_s: float = Field(2.0, gt=0, description="shortest clip kept; short narrations are widened to it")
     decoder: Literal["auto", "decord", "cv2"] = Field("auto", description="video decoder (auto: decord, cv2 fallback)")
     track_width: int = Field(640, ge=64, description="frames are decoded at this width for tracking")
-    tracker: Literal["mediapipe"] = Field("mediapipe", description="hand tracker backend")
+    tracker: Literal["mediapipe", "precomputed"] = Field(
+        "mediapipe", description="hand tracker backend; precomputed reads F-PHAB .txt or HaWoR-style .npz tracks"
+    )
     model_complexity: Literal[0, 1] = Field(1, description="mediapipe Hands model complexity")
     min_detection_confidence: float = Field(0.5, ge=0, le=1, description="mediapipe palm detection threshold")
     min_tracking_confidence: float = Field(0.5, ge=0, le=1, description="mediapipe landmark tracking threshold")
     mirrored_input: bool = Field(False, description="input is mirrored (selfie); egocentric video is not")
+    hand_model: Literal["open", "mano"] = Field("open", description="open skeleton (no licence), or MANO from --mano-dir")
+    mano_dir: Path | None = Field(None, description="folder with MANO_RIGHT.pkl / MANO_LEFT.pkl (default: $MANO_DIR)")
+    intrinsics: str | None = Field(None, description="camera fx,fy,cx,cy in source pixels for every video")
+    hfov_deg: float = Field(90.0, gt=10, lt=180, description="horizontal field of view assumed without intrinsics")
+    compensate_head_rotation: bool = Field(True, description="express hands in the first frame's camera orientation")
+    fit_iterations: int = Field(30, ge=0, description="L-BFGS refinement steps of the hand fit")
     fps: float = Field(15.0, gt=0, description="canonical motion frame rate")
-    smooth_sigma: float = Field(1.0, ge=0, description="Gaussian smoothing of keypoints, in canonical frames (0: off)")
+    max_gap_s: float = Field(0.5, ge=0, description="fill gaps in a hand's motion up to this long (SLERP)")
+    savgol_window_s: float = Field(0.3, ge=0, description="Savitzky-Golay smoothing window, seconds (0: off)")
+    savgol_order: int = Field(2, ge=1, le=5, description="Savitzky-Golay polynomial order")
+    gaussian_sigma_s: float = Field(0.05, ge=0, description="Gaussian smoothing after Savitzky-Golay, seconds (0: off)")
     min_both_hands_frac: float = Field(
-        0.5, ge=0, le=1, description="reject clips where both hands are visible in fewer frames than this"
+        0.8, ge=0, le=1, description="reject clips where the tracker sees both hands in fewer frames than this"
     )
+    min_motion_s: float = Field(1.0, ge=0, description="reject clips whose longest span with every seen hand valid is shorter")
+    max_jitter_translation: float = Field(50.0, gt=0, description="reject above this top-3 mean wrist acceleration, m/s^2")
+    max_jitter_rotation: float = Field(500.0, gt=0, description="reject above this top-3 mean angular acceleration, rad/s^2")
     vlm: Literal["kinematic"] = Field("kinematic", description="captioner backend")
     workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1, description="clips processed in parallel")
 
@@ -47,13 +63,27 @@ class BuildConfig(BaseModel):
     def _check(self) -> BuildConfig:
         if self.stride_s is None:
             object.__setattr__(self, "stride_s", self.window_s)
+        if self.intrinsics is not None:
+            parts = self.intrinsics.split(",")
+            if len(parts) != 4 or not all(_is_positive_number(p) for p in parts):
+                raise ValueError(f"intrinsics must be four positive numbers 'fx,fy,cx,cy', got {self.intrinsics!r}")
         if self.min_clip_s > self.window_s:
             raise ValueError(f"min_clip_s ({self.min_clip_s:g}) must not exceed window_s ({self.window_s:g})")
         return self
 
+    def intrinsics_tuple(self) -> tuple[float, float, float, float] | None:
+        return tuple(float(p) for p in self.intrinsics.split(",")) if self.intrinsics else None
+
     def config_hash(self) -> str:
         """Hash of everything that shapes the data (not where it is read from or written to)."""
         return stable_hash(self.model_dump(mode="json", exclude=_NOT_HASHED), length=12)
+
+
+def _is_positive_number(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
 
 
 def load_config(toml_path: Path | None = None, **overrides: Any) -> BuildConfig:

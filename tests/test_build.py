@@ -27,7 +27,8 @@ def kitchen_build(tmp_path_factory, kitchen_video):
     manifest = videos / "narrations.csv"  # Ego4D-style: the narration anchors the clip
     manifest.write_text(f"video,start_s,end_s,text\n{kitchen_video.name},0.0,5.0,#C C picks up the plate with both hands\n")
     root = tmp_path_factory.mktemp("kitchen-out")
-    cfg = load_config(manifest=manifest, out=root)
+    # the fixture shows both hands in ~61% of frames: below the paper's 0.8, so this build relaxes it
+    cfg = load_config(manifest=manifest, out=root, min_both_hands_frac=0.5, min_motion_s=1.0)
     return cfg, build_flow(cfg)
 
 
@@ -98,7 +99,7 @@ def test_bad_inputs_are_rejected_and_the_good_video_survives(tmp_path, kitchen_v
     write_video(videos / "no_hands.mp4", textured_frames(75, 320, 240))
     (videos / "dangling.mp4").symlink_to(tmp_path / "missing.mp4")
     (videos / "folder.mp4").mkdir()
-    cfg = load_config(videos=str(videos), out=tmp_path / "out", window_s=10.0)
+    cfg = load_config(videos=str(videos), out=tmp_path / "out", window_s=10.0, min_both_hands_frac=0.5, min_motion_s=1.0)
     summary = build_flow(cfg)
 
     t = _tables(cfg.out)

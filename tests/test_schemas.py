@@ -9,19 +9,37 @@ from hiw.schemas import TABLES, Caption, HandTrack, MotionRecord, arrow_schema, 
 def _motion(n: int, clip: str = "c_1") -> MotionRecord:
     rng = np.random.default_rng(n)
     kp = rng.normal(size=(n, 21, 3)).astype(np.float32)
+    hands = {}
+    for side, valid in (("left", np.ones(n, bool)), ("right", np.zeros(n, bool))):
+        nan_if_missing = np.where(valid[:, None], 1.0, np.nan)
+        hands |= {
+            f"{side}_valid": valid,
+            f"{side}_filled": np.zeros(n, bool),
+            f"{side}_global_orient": rng.normal(size=(n, 3)) * nan_if_missing,
+            f"{side}_hand_pose": rng.normal(size=(n, 45)) * nan_if_missing,
+            f"{side}_transl": rng.normal(size=(n, 3)) * nan_if_missing,
+            f"{side}_betas": [],
+            f"{side}_rest_keypoints": rng.normal(size=63).tolist(),
+            f"{side}_keypoints_2d": kp * nan_if_missing[:, :, None],
+            f"{side}_keypoints_3d": kp * 0.01 * nan_if_missing[:, :, None],
+            f"{side}_fit_error_mm": rng.random(n) * nan_if_missing[:, 0],
+        }
     return MotionRecord(
         clip_id=clip,
         video_id="v_1",
         fps=15.0,
         n_frames=n,
-        coordinate_frame="hand_centred_camera_axes",
-        smoothing="none",
-        left_valid=np.ones(n, bool),
-        left_keypoints_2d=kp,
-        left_keypoints_3d=kp * 0.01,
-        right_valid=np.zeros(n, bool),
-        right_keypoints_2d=np.full((n, 21, 3), np.nan),
-        right_keypoints_3d=np.full((n, 21, 3), np.nan),
+        hand_model="open-skeleton-v1",
+        coordinate_frame="camera",
+        processing="test",
+        camera_rotations=np.tile(np.eye(3).reshape(1, 9), (n, 1)),
+        head_rotation_deg=0.0,
+        swapped_frames=0,
+        dropped_frames=0,
+        jitter_translation=1.0,
+        jitter_rotation=2.0,
+        motion_s=n / 15.0,
+        **hands,
         tracker="mediapipe",
         tracker_version="t",
         config_hash="h",
@@ -33,6 +51,8 @@ def test_arrays_become_fixed_size_float32_lists():
     schema = arrow_schema(MotionRecord)
     assert schema.field("left_keypoints_3d").type == pa.list_(pa.list_(pa.float32(), 63))
     assert schema.field("left_valid").type == pa.list_(pa.bool_())
+    assert schema.field("left_hand_pose").type == pa.list_(pa.list_(pa.float32(), 45))
+    assert schema.field("left_fit_error_mm").type == pa.list_(pa.float32())
     assert schema.field("created_at").type == pa.timestamp("us", tz="UTC")
     assert not schema.field("clip_id").nullable
 

@@ -63,7 +63,7 @@ def score_tracking(root: Path, gt: RenderGroundTruth) -> TrackingAccuracy:
             valid = np.array(valid, bool)
             wrists = np.array(keypoints, np.float32).reshape(len(valid), 21, 3)[:, 0, :2]
             source = start + np.round(np.arange(len(valid)) * source_fps / fps).astype(int)
-            keep = valid & (source < len(gt.keypoints_2d[side]))
+            keep = valid & np.isfinite(wrists[:, 0]) & (source < len(gt.keypoints_2d[side]))  # filled frames have no 2D
             truth_same = gt.keypoints_2d[side][source[keep], 0]
             truth_other = gt.keypoints_2d["right" if side == "left" else "left"][source[keep], 0]
             d_same = np.linalg.norm(wrists[keep] - truth_same, axis=-1)

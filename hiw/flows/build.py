@@ -1,4 +1,5 @@
-"""The build flow: videos -> probe -> plan clips -> decode -> track -> filter -> motion -> annotate -> tables.
+"""The build flow: videos -> probe -> plan clips -> decode -> track -> filter -> camera -> motion -> quality
+-> annotate -> tables (precomputed tracks: load replaces decode/track/camera).
 
 ``run_build`` is the wiring, written once against a runner (``hiw.flows.runners``);
 ``build_flow`` is the Prefect flow that runs it with Prefect tasks.
@@ -23,7 +24,8 @@ from hiw.flows import stages
 from hiw.flows.runners import PlainRunner, PrefectRunner, StageTime
 from hiw.schemas import Caption, ClipRecord, ClipSpec, MotionRecord, Narration, Reject, VideoSource
 from hiw.storage import publish_tables, write_catalog
-from hiw.video.discover import check_inputs, discover
+from hiw.trackers.precomputed import TRACK_SUFFIXES, load_tracks, probe_tracks
+from hiw.video.discover import VIDEO_SUFFIXES, check_inputs, discover
 from hiw.video.probe import probe_video
 
 
@@ -97,7 +99,8 @@ def attempt(runner: PlainRunner, where: Where, stage: str, fn, *args):
 
 def process_video(path: Path, narrations: list[Narration], cfg: BuildConfig, runner: PlainRunner) -> VideoResult:
     result = VideoResult(path=path)
-    video, reject = attempt(runner, Where(str(path)), "probe", probe_video, path)
+    probe = probe_tracks if cfg.tracker == "precomputed" else probe_video
+    video, reject = attempt(runner, Where(str(path)), "probe", probe, path)
     if reject:
         result.rejects.append(reject)
         return result
@@ -110,23 +113,37 @@ def process_video(path: Path, narrations: list[Narration], cfg: BuildConfig, run
     return result
 
 
-def process_clip(clip: ClipSpec, rotation: int, cfg: BuildConfig, tracker_name: str, runner: PlainRunner) -> ClipResult:
-    where = Where(clip.source_path, clip.video_id, clip.clip_id)
-    tracks = None
+def _observe(clip: ClipSpec, rotation: int, cfg: BuildConfig, runner: PlainRunner, where: Where):
+    """(tracks, camera, reject): decode + track + camera from video, or load precomputed tracks."""
+    if cfg.tracker == "precomputed":
+        tracks, reject = attempt(runner, where, "load", load_tracks, clip)
+        if tracks is not None:
+            _, reject = attempt(runner, where, "filter", stages.quality_check, tracks, cfg)
+        return tracks, None, reject
+    tracks = cam = None
     frames, reject = attempt(runner, where, "decode", stages.decode, clip, cfg, rotation)
     if frames is not None:
         runner.times.count_items("decode", len(frames))
         tracks, reject = attempt(runner, where, "track", stages.track, frames, clip, cfg)
-        del frames  # release the decoded clip before the next stages
     if tracks is not None:
         runner.times.count_items("track", tracks.n_frames)
         _, reject = attempt(runner, where, "filter", stages.quality_check, tracks, cfg)
+    if not reject:
+        cam, reject = attempt(runner, where, "camera", stages.camera, frames, tracks, clip, cfg)
+    return tracks, cam, reject
+
+
+def process_clip(clip: ClipSpec, rotation: int, cfg: BuildConfig, tracker_name: str, runner: PlainRunner) -> ClipResult:
+    where = Where(clip.source_path, clip.video_id, clip.clip_id)
+    tracks, cam, reject = _observe(clip, rotation, cfg, runner, where)  # decoded frames are released on return
     motion = captions = None
     if not reject:
-        motion, reject = attempt(runner, where, "motion", stages.motion, tracks, clip, cfg, tracker_name)
+        motion, reject = attempt(runner, where, "motion", stages.motion, tracks, cam, clip, cfg, tracker_name)
+    if not reject:
+        _, reject = attempt(runner, where, "quality", stages.motion_quality, motion, cfg)
     if not reject:
         captions, reject = attempt(runner, where, "annotate", stages.annotate, motion, clip)
-    record = stages.clip_record(clip, cfg, tracker_name, tracks, reject)
+    record = stages.clip_record(clip, cfg, tracker_name, tracks, reject, motion)
     if reject:
         return ClipResult(record=record, rejects=[reject])
     return ClipResult(record=record, motion=motion, captions=captions)
@@ -136,7 +153,8 @@ def run_build(cfg: BuildConfig, runner: PlainRunner, progress: Progress | None =
     """Build the dataset at ``cfg.out``; every bad input ends up in ``rejects``, not in an exception."""
     progress = progress or Progress()
     started = time.perf_counter()
-    found = runner.run("discover", discover, cfg.videos, cfg.manifest)
+    suffixes = TRACK_SUFFIXES if cfg.tracker == "precomputed" else VIDEO_SUFFIXES
+    found = runner.run("discover", discover, cfg.videos, cfg.manifest, suffixes)
     progress.videos_found(len(found.videos) + len(found.unreadable))
     rejects = [stages.make_reject("discover", StageError("unreadable_entry", why), str(path)) for path, why in found.unreadable]
     tracker_name = stages.tracker_version(cfg)
@@ -207,7 +225,8 @@ def hiw_build(config: BuildConfig) -> BuildSummary:
 
 def build_flow(cfg: BuildConfig, progress: Progress | None = None) -> BuildSummary:
     """Run the build as a Prefect flow (ephemeral server unless PREFECT_API_URL points at one)."""
-    check_inputs(cfg.videos, cfg.manifest)  # a usage error should not wait for a server to start
+    # a usage error should not wait for a server to start
+    check_inputs(cfg.videos, cfg.manifest, TRACK_SUFFIXES if cfg.tracker == "precomputed" else VIDEO_SUFFIXES)
     token = _progress.set(progress)
     try:
         return hiw_build.with_options(task_runner=ThreadPoolTaskRunner(max_workers=cfg.workers))(cfg)

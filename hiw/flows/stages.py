@@ -6,16 +6,23 @@ Each raises StageError for bad input; the wiring in ``hiw.flows.build`` turns th
 from __future__ import annotations
 
 import numpy as np
+import roma
+import torch
 
 from hiw import __version__
 from hiw.annotators import caption_clip
 from hiw.config import BuildConfig
 from hiw.errors import StageError
-from hiw.motion.facts import hand_facts
-from hiw.motion.keypoints import HandSequence, MotionSettings, canonical_sequences
+from hiw.motion import quality
+from hiw.motion.camera import CameraRotations, Intrinsics, estimate_camera_rotations, load_intrinsics
+from hiw.motion.facts import HandSequence, hand_facts
+from hiw.motion.fit import FitSettings
+from hiw.motion.pipeline import ClipMotion, MotionSettings, process_motion, require_motion
+from hiw.motion.temporal import TemporalSettings
 from hiw.schemas import HANDS, Caption, ClipRecord, ClipSpec, MotionRecord, Narration, Reject, VideoSource
 from hiw.schemas.ids import reject_id
 from hiw.trackers import ClipTracks, TrackerSettings, make_tracker
+from hiw.trackers.precomputed import VERSION as PRECOMPUTED_VERSION
 from hiw.video.clips import ClipPlan, plan_clips
 from hiw.video.decode import decode_clip
 
@@ -34,7 +41,25 @@ def tracker_settings(cfg: BuildConfig) -> TrackerSettings:
 
 
 def motion_settings(cfg: BuildConfig) -> MotionSettings:
-    return MotionSettings(fps=cfg.fps, smooth_sigma=cfg.smooth_sigma)
+    return MotionSettings(
+        fps=cfg.fps,
+        hand_model=cfg.hand_model,
+        mano_dir=str(cfg.mano_dir) if cfg.mano_dir else None,
+        compensate_head_rotation=cfg.compensate_head_rotation,
+        fit=FitSettings(iterations=cfg.fit_iterations),
+        temporal=TemporalSettings(
+            max_gap_s=cfg.max_gap_s,
+            savgol_window_s=cfg.savgol_window_s,
+            savgol_order=cfg.savgol_order,
+            gaussian_sigma_s=cfg.gaussian_sigma_s,
+        ),
+    )
+
+
+def quality_settings(cfg: BuildConfig) -> quality.QualitySettings:
+    return quality.QualitySettings(
+        max_jitter_translation=cfg.max_jitter_translation, max_jitter_rotation=cfg.max_jitter_rotation, min_motion_s=cfg.min_motion_s
+    )
 
 
 def make_reject(stage: str, err: StageError, source_path: str, video_id: str | None = None, clip_id: str | None = None) -> Reject:
@@ -70,6 +95,8 @@ def track(frames: np.ndarray, clip: ClipSpec, cfg: BuildConfig) -> ClipTracks:
 
 
 def tracker_version(cfg: BuildConfig) -> str:
+    if cfg.tracker == "precomputed":
+        return PRECOMPUTED_VERSION
     return make_tracker(cfg.tracker, tracker_settings(cfg)).version
 
 
@@ -88,22 +115,86 @@ def quality_check(tracks: ClipTracks, cfg: BuildConfig) -> None:
         )
 
 
-def motion(tracks: ClipTracks, clip: ClipSpec, cfg: BuildConfig, tracker_name: str) -> MotionRecord:
-    """Both hands as keypoint sequences at the canonical frame rate."""
+def camera(frames: np.ndarray, tracks: ClipTracks, clip: ClipSpec, cfg: BuildConfig) -> tuple[Intrinsics, CameraRotations | None]:
+    """The camera's intrinsics (source pixels) and, when compensating, its rotation over the clip."""
+    K = load_intrinsics(clip.source_path, clip.width, clip.height, cfg.intrinsics_tuple(), cfg.hfov_deg)
+    if not cfg.compensate_head_rotation:
+        return K, None
+    scale = frames.shape[2] / clip.width
+    hands = [tracks.hands[side].keypoints_2d.reshape(-1, 21, 3) for side in HANDS]
+    return K, estimate_camera_rotations(frames, hands, K.scaled(scale), scale)
+
+
+def motion(
+    tracks: ClipTracks, cam: tuple[Intrinsics, CameraRotations | None] | None, clip: ClipSpec, cfg: BuildConfig, tracker_name: str
+) -> MotionRecord:
+    """Both hands as fitted parameters at the canonical frame rate, with their quality measured."""
     settings = motion_settings(cfg)
-    seqs = canonical_sequences(tracks, settings)
+    K, rotations = cam if cam is not None else (None, None)
+    result = process_motion(tracks, settings, K, rotations, image_width=clip.width or 1920)
+    require_motion(result)
+    return motion_record(result, clip, cfg, tracker_name, settings, K)
+
+
+def motion_record(
+    result: ClipMotion, clip: ClipSpec, cfg: BuildConfig, tracker_name: str, settings: MotionSettings, K: Intrinsics | None
+) -> MotionRecord:
+    hands = {}
+    for side in HANDS:
+        h = result.hands[side]
+        rotvec = roma.rotmat_to_rotvec(torch.as_tensor(np.nan_to_num(h.params.rotations))).numpy()
+        rotvec[~h.params.valid] = np.nan
+        hands.update(
+            {
+                f"{side}_valid": h.params.valid,
+                f"{side}_filled": h.params.filled,
+                f"{side}_global_orient": rotvec[:, 0],
+                f"{side}_hand_pose": rotvec[:, 1:].reshape(len(rotvec), 45),
+                f"{side}_transl": h.params.transl,
+                f"{side}_betas": h.betas.tolist(),
+                f"{side}_rest_keypoints": h.rest.reshape(-1).tolist(),
+                f"{side}_keypoints_2d": h.keypoints_2d,
+                f"{side}_keypoints_3d": h.keypoints_3d,
+                f"{side}_fit_error_mm": h.fit_error_mm,
+            }
+        )
+    metrics = quality.measure(
+        {s: result.hands[s].params.rotations[:, 0] for s in HANDS},
+        {s: result.hands[s].params.transl for s in HANDS},
+        {s: result.hands[s].params.valid for s in HANDS},
+        result.fps,
+    )
+    errors = np.concatenate([result.hands[s].fit_error_mm for s in HANDS])
+    fitted = errors[np.isfinite(errors)]
     return MotionRecord(
         clip_id=clip.clip_id,
         video_id=clip.video_id,
-        fps=settings.fps,
-        n_frames=len(seqs["left"].valid),
-        coordinate_frame="hand_centred_camera_axes",
-        smoothing=settings.describe(),
-        **{f"{side}_{name}": getattr(seqs[side], name) for side in HANDS for name in ("valid", "keypoints_2d", "keypoints_3d")},
+        fps=result.fps,
+        n_frames=result.n_frames,
+        hand_model=result.hand_model,
+        coordinate_frame=result.coordinate_frame,
+        intrinsics=f"{K.fx:.1f},{K.fy:.1f},{K.cx:.1f},{K.cy:.1f} ({K.source})" if K else None,
+        processing=settings.describe(),
+        camera_rotations=result.camera_rotations.reshape(-1, 9),
+        head_rotation_deg=result.head_rotation_deg,
+        swapped_frames=result.swapped_frames,
+        dropped_frames=result.dropped_frames,
+        jitter_translation=metrics.jitter_translation,
+        jitter_rotation=metrics.jitter_rotation,
+        motion_s=metrics.motion_s,
+        fit_error_mm=float(fitted.mean()) if len(fitted) else None,
+        **hands,
         tracker=cfg.tracker,
         tracker_version=tracker_name,
         config_hash=cfg.config_hash(),
         code_version=__version__,
+    )
+
+
+def motion_quality(motion: MotionRecord, cfg: BuildConfig) -> None:
+    """The paper's jitter and length filters on the finished motion (raises StageError)."""
+    quality.check(
+        quality.QualityMetrics(motion.jitter_translation, motion.jitter_rotation, motion.motion_s), quality_settings(cfg)
     )
 
 
@@ -114,12 +205,19 @@ def annotate(motion: MotionRecord, clip: ClipSpec) -> list[Caption]:
 
 
 def clip_record(
-    clip: ClipSpec, cfg: BuildConfig, tracker_name: str, tracks: ClipTracks | None, reject: Reject | None
+    clip: ClipSpec,
+    cfg: BuildConfig,
+    tracker_name: str,
+    tracks: ClipTracks | None,
+    reject: Reject | None,
+    motion: MotionRecord | None = None,
 ) -> ClipRecord:
     stats = {}
+    if motion is not None:
+        stats = {k: getattr(motion, k) for k in ("jitter_translation", "jitter_rotation", "motion_s", "fit_error_mm")}
     if tracks is not None:
         seen, n = tracks.visibility(), tracks.n_frames
-        stats = dict(
+        stats |= dict(
             seen, frames_decoded=n, any_hand_frac=seen["frames_any_hand"] / n, both_hands_frac=seen["frames_both_hands"] / n
         )
     return ClipRecord(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hiw.motion.keypoints import HandSequence
+from hiw.schemas import N_KEYPOINTS, MotionRecord
 
 WRIST, MIDDLE_MCP = 0, 9
 FINGERTIPS = [4, 8, 12, 16, 20]
@@ -19,6 +19,23 @@ MOVING_SPEED = 0.03  # m/s of mean wrist speed below which a hand counts as stil
 MIN_DISPLACEMENT = 0.03  # m of net travel needed to name a direction
 OPENNESS_CHANGE = 0.15  # relative change of hand openness that counts as closing/opening
 SCALE_CHANGE = 1.15  # apparent hand size ratio that counts as moving toward/away from the camera
+
+
+@dataclass
+class HandSequence:
+    """One hand's keypoints at the canonical rate: what the facts are computed from."""
+
+    valid: np.ndarray  # (T,) bool
+    keypoints_2d: np.ndarray  # (T, 21, 3) source pixels + confidence, NaN where unknown
+    keypoints_3d: np.ndarray  # (T, 21, 3) metres
+
+    @classmethod
+    def from_motion(cls, motion: MotionRecord, side: str) -> HandSequence:
+        return cls(
+            valid=getattr(motion, f"{side}_valid"),
+            keypoints_2d=getattr(motion, f"{side}_keypoints_2d").reshape(-1, N_KEYPOINTS, 3),
+            keypoints_3d=getattr(motion, f"{side}_keypoints_3d").reshape(-1, N_KEYPOINTS, 3),
+        )
 
 
 @dataclass(frozen=True)
@@ -32,8 +49,8 @@ class HandFacts:
 
 
 def hand_facts(side: str, seq: HandSequence, fps: float) -> HandFacts:
-    valid = seq.valid
-    visible = float(valid.mean()) if len(valid) else 0.0
+    visible = float(seq.valid.mean()) if len(seq.valid) else 0.0
+    valid = seq.valid & np.isfinite(seq.keypoints_2d[:, 0, 0])  # frames made by gap filling have no 2D
     if valid.sum() < 3:
         return HandFacts(side=side, visible_frac=visible)
     kp2d, kp3d = seq.keypoints_2d[valid, :, :2], seq.keypoints_3d[valid]

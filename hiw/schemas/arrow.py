@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import pyarrow as pa
 from pydantic import BaseModel
 
-from hiw.schemas.arrays import FrameArray, FrameMask
+from hiw.schemas.arrays import FrameArray, FrameMask, FrameValues
 
 _SCALARS: dict[Any, pa.DataType] = {
     str: pa.string(),
@@ -31,7 +31,7 @@ def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
 def arrow_type(annotation: Any, metadata: list[Any] | tuple[Any, ...] = ()) -> pa.DataType:
     """Arrow type of one pydantic field annotation (with its Annotated metadata)."""
     for marker in metadata:
-        if isinstance(marker, (FrameArray, FrameMask)):
+        if isinstance(marker, (FrameArray, FrameMask, FrameValues)):
             return marker.arrow_type()
         if isinstance(marker, pa.DataType):
             return marker
@@ -63,7 +63,7 @@ def to_table(model: type[BaseModel], records: list[BaseModel]) -> pa.Table:
     for field in schema:
         values = [getattr(r, field.name) for r in records]
         marker = next(
-            (m for m in model.model_fields[field.name].metadata if isinstance(m, (FrameArray, FrameMask))),
+            (m for m in model.model_fields[field.name].metadata if isinstance(m, (FrameArray, FrameMask, FrameValues))),
             None,
         )
         columns.append(marker.to_arrow(values) if marker else pa.array(values, field.type))

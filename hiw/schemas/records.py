@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from hiw.schemas.arrays import FrameArray, FrameMask
+from hiw.schemas.arrays import FrameArray, FrameMask, FrameValues
 
 N_KEYPOINTS = 21
 KEYPOINT_WIDTH = N_KEYPOINTS * 3
@@ -101,6 +101,10 @@ class ClipRecord(ClipSpec):
     frames_right: int = 0
     any_hand_frac: float = 0.0
     both_hands_frac: float = 0.0
+    jitter_translation: float | None = Field(None, description="m/s^2; see MotionRecord")
+    jitter_rotation: float | None = Field(None, description="rad/s^2; see MotionRecord")
+    motion_s: float | None = Field(None, description="longest span with both hands valid, seconds")
+    fit_error_mm: float | None = None
     tracker: str
     tracker_version: str
     config_hash: str
@@ -109,26 +113,57 @@ class ClipRecord(ClipSpec):
 
 
 class MotionRecord(Record):
-    """Row of the ``motion`` table: both hands' keypoint sequences at the canonical frame rate.
+    """Row of the ``motion`` table: both hands' parameters and keypoints at the canonical frame rate.
 
-    Missing frames are NaN in the arrays and False in the ``*_valid`` masks.
+    Per hand: ``global_orient`` (axis-angle, 3) and ``hand_pose`` (15 joints x axis-angle, MANO joint
+    order) relative to the rest pose of ``hand_model``; ``transl`` (metres) in ``coordinate_frame``
+    with the MANO convention (wrist = rest wrist + transl); ``keypoints_3d`` the model's 21 keypoints
+    for those parameters and ``keypoints_2d`` the tracker's (x, y, confidence in source pixels), both
+    in OpenPose/mediapipe order; ``rest_keypoints`` the fitted model's rest pose (mano21 order, 63);
+    ``betas`` MANO shape (empty for the open skeleton); ``filled`` frames made by gap filling;
+    ``fit_error_mm`` mean keypoint distance of the fit (NaN for filled or precomputed frames).
+    Missing frames are NaN and False in ``*_valid``.
     """
 
     clip_id: str
     video_id: str
     fps: float
     n_frames: int
-    representation: Literal["keypoints21"] = "keypoints21"
-    coordinate_frame: str = Field(
-        description="frame of the 3D keypoints; 'hand_centred_camera_axes' for mediapipe world landmarks"
+    hand_model: str = Field(description="'open-skeleton-v1' (no licensed file) or 'mano'")
+    coordinate_frame: Literal["hand_centred", "camera", "camera_rotation_compensated", "world"] = Field(
+        description="camera: camera of each frame; camera_rotation_compensated: first frame's camera orientation "
+        "(head rotation removed, translation still camera-relative); world: the tracker's world frame"
     )
-    smoothing: str
+    intrinsics: str | None = Field(None, description="fx,fy,cx,cy (source pixels) and where they came from")
+    processing: str
+    camera_rotations: Annotated[np.ndarray, FrameArray(9)] = Field(description="row-major camera(t) -> first camera")
+    head_rotation_deg: float
+    swapped_frames: int = Field(description="source frames whose left/right labels were exchanged")
+    dropped_frames: int = Field(description="observations removed as impossible (NaN, bone lengths, PnP failure)")
+    jitter_translation: float = Field(description="mean of the top-3 wrist accelerations, m/s^2 (worse hand)")
+    jitter_rotation: float = Field(description="mean of the top-3 global-orientation accelerations, rad/s^2")
+    motion_s: float = Field(description="longest span with both hands valid, seconds")
+    fit_error_mm: float | None = Field(None, description="mean fit error over fitted frames of both hands")
     left_valid: Mask
+    left_filled: Mask
+    left_global_orient: Annotated[np.ndarray, FrameArray(3)]
+    left_hand_pose: Annotated[np.ndarray, FrameArray(45)]
+    left_transl: Annotated[np.ndarray, FrameArray(3)]
+    left_betas: list[float]
+    left_rest_keypoints: list[float]
     left_keypoints_2d: Keypoints
     left_keypoints_3d: Keypoints
+    left_fit_error_mm: Annotated[np.ndarray, FrameValues()]
     right_valid: Mask
+    right_filled: Mask
+    right_global_orient: Annotated[np.ndarray, FrameArray(3)]
+    right_hand_pose: Annotated[np.ndarray, FrameArray(45)]
+    right_transl: Annotated[np.ndarray, FrameArray(3)]
+    right_betas: list[float]
+    right_rest_keypoints: list[float]
     right_keypoints_2d: Keypoints
     right_keypoints_3d: Keypoints
+    right_fit_error_mm: Annotated[np.ndarray, FrameValues()]
     tracker: str
     tracker_version: str
     config_hash: str

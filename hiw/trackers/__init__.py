@@ -5,7 +5,7 @@ from __future__ import annotations
 from hiw.errors import ConfigError
 from hiw.trackers.base import ClipTracks, HandTracker, TrackerSettings
 
-TRACKERS = ("mediapipe",)
+TRACKERS = ("mediapipe", "precomputed")  # precomputed tracks are loaded, not tracked (hiw.trackers.precomputed)
 
 
 def make_tracker(name: str, settings: TrackerSettings) -> HandTracker:
@@ -13,7 +13,7 @@ def make_tracker(name: str, settings: TrackerSettings) -> HandTracker:
         from hiw.trackers.mediapipe_hands import MediapipeHands
 
         return MediapipeHands(settings)
-    raise ConfigError(f"unknown tracker {name!r}; available: {', '.join(TRACKERS)}")
+    raise ConfigError(f"tracker {name!r} does not track video; available: mediapipe")
 
 
 __all__ = ["TRACKERS", "ClipTracks", "HandTracker", "TrackerSettings", "make_tracker"]

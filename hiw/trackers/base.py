@@ -7,6 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
+from hiw.motion.temporal import ParamSequence
 from hiw.schemas import HANDS, HandTrack
 
 
@@ -21,10 +22,19 @@ class TrackerSettings:
 
 @dataclass
 class ClipTracks:
-    """Both hands of one clip at the source frame rate."""
+    """Both hands of one clip at the source frame rate.
+
+    ``coordinate_frame`` says what the 3D keypoints are relative to: "hand_centred" (mediapipe's
+    metric world landmarks), "camera" or "world" (precomputed tracks). ``params`` carries per-hand
+    MANO parameters when the source provides them (then no fitting is needed), ``betas`` their shape.
+    """
 
     fps: float
     hands: dict[str, HandTrack]
+    coordinate_frame: str = "hand_centred"
+    params: dict[str, ParamSequence] | None = None
+    betas: dict[str, np.ndarray] | None = None
+    hand_model: str | None = None  # the model the precomputed parameters belong to
 
     @property
     def n_frames(self) -> int:

@@ -24,17 +24,17 @@ class Discovered:
     unreadable: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def discover(videos: str | None, manifest: Path | None) -> Discovered:
+def discover(videos: str | None, manifest: Path | None, suffixes: set[str] = VIDEO_SUFFIXES) -> Discovered:
     """Resolve ``videos`` (folder or glob) and ``manifest`` (CSV) into the build's inputs.
 
     A missing folder/manifest or a glob that matches nothing is a ConfigError (the user's
     mistake); a matched entry that is not a readable file is recorded in ``unreadable``.
     """
-    check_inputs(videos, manifest)
+    check_inputs(videos, manifest, suffixes)
     found = Discovered()
     candidates: list[Path] = []
     if videos is not None:
-        candidates += _expand(videos)
+        candidates += _expand(videos, suffixes)
     if manifest is not None:
         listed, found.narrations = read_manifest(manifest)
         candidates += listed
@@ -53,20 +53,21 @@ def discover(videos: str | None, manifest: Path | None) -> Discovered:
     return found
 
 
-def check_inputs(videos: str | None, manifest: Path | None) -> None:
+def check_inputs(videos: str | None, manifest: Path | None, suffixes: set[str] = VIDEO_SUFFIXES) -> None:
     """Fail fast, before any work starts, on inputs that cannot be found (ConfigError)."""
     if videos is None and manifest is None:
         raise ConfigError("no input: give --videos PATH (folder or glob) and/or --manifest CSV")
     if videos is not None:
-        _expand(videos)
+        _expand(videos, suffixes)
     if manifest is not None and not manifest.is_file():
         raise ConfigError(f"manifest does not exist: {manifest}")
 
 
-def _expand(videos: str) -> list[Path]:
+def _expand(videos: str, suffixes: set[str]) -> list[Path]:
+    """A folder (searched recursively for files with ``suffixes``), a glob, or one file."""
     root = Path(videos).expanduser()
     if root.is_dir():
-        return sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+        return sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes)
     if glob.has_magic(videos):
         matches = sorted(Path(p) for p in glob.glob(str(root), recursive=True))
         if not matches:

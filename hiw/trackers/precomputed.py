@@ -1,0 +1,145 @@
+"""Precomputed tracks: motion produced elsewhere, through the same filters and tables as video.
+
+Two formats, chosen by suffix:
+- ``.txt``, F-PHAB skeletons: a line per frame, the frame index then 21 joints x (x, y, z) in
+  millimetres in the recording's world frame (one right hand; wrist, the five finger bases, then
+  PIP/DIP/tip finger by finger). Fitted like tracker keypoints.
+- ``.npz``, HaWoR-style per-hand MANO parameters, world frame unless ``coordinate_frame`` says
+  "camera". Either HaWoR's own ``pred_trans`` (2, T, 3), ``pred_rot`` (2, T, 3) axis-angle,
+  ``pred_hand_pose`` (2, T, 45), ``pred_betas`` (2, T, 10), ``pred_valid`` (2, T) with index 0 the
+  left hand, or per-hand keys ``left_transl``, ``left_global_orient``, ``left_hand_pose``,
+  ``left_betas``, ``left_valid`` (and ``right_*``). Instead of parameters a hand may give
+  ``{side}_keypoints_3d`` (T, 21, 3), metres, OpenPose order: those are fitted. Optional ``fps``.
+The "video" of such a source is the file itself: its id is the hash of its bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import roma
+import torch
+
+from hiw.errors import StageError
+from hiw.motion.hand_model import from_mano21, to_mano21
+from hiw.motion.temporal import ParamSequence
+from hiw.schemas import HANDS, ClipSpec, HandTrack, VideoSource
+from hiw.schemas.ids import video_id
+from hiw.trackers.base import ClipTracks
+
+TRACK_SUFFIXES = {".txt", ".npz"}
+FPHAB_FPS = 30.0
+VERSION = "precomputed-v1"
+HAWOR_KEYS = {"transl": "pred_trans", "global_orient": "pred_rot", "hand_pose": "pred_hand_pose", "betas": "pred_betas", "valid": "pred_valid"}
+
+
+def read_fphab(path: Path) -> np.ndarray:
+    """(T, 21, 3) metres, OpenPose order."""
+    try:
+        rows = np.loadtxt(path, ndmin=2)
+    except ValueError as err:
+        raise StageError("bad_tracks", f"{path}: not an F-PHAB skeleton file ({err})") from None
+    if rows.size == 0:
+        raise StageError("empty_tracks", f"{path}: no frames")
+    if rows.shape[1] != 64:
+        raise StageError("bad_tracks", f"{path}: {rows.shape[1]} columns per line, expected 64 (index + 21 x 3)")
+    return from_mano21(to_mano21(rows[:, 1:].reshape(-1, 21, 3) / 1000.0, "fphab21"), "openpose21").astype(np.float32)
+
+
+def _hand_arrays(data: dict[str, np.ndarray], side: str) -> dict[str, np.ndarray]:
+    i = HANDS.index(side)
+    if HAWOR_KEYS["transl"] in data:
+        return {ours: np.asarray(data[theirs][i]) for ours, theirs in HAWOR_KEYS.items() if theirs in data}
+    return {k[len(side) + 1 :]: np.asarray(v) for k, v in data.items() if k.startswith(f"{side}_")}
+
+
+def read_npz(path: Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as err:
+        raise StageError("bad_tracks", f"{path}: not a readable .npz ({err})") from None
+    hands = {side: _hand_arrays(data, side) for side in HANDS}
+    lengths = {len(a) for h in hands.values() for k, a in h.items() if k != "betas" or a.ndim == 2}
+    if len(lengths) != 1:
+        raise StageError("bad_tracks", f"{path}: hand arrays have different frame counts {sorted(lengths)} or none at all")
+    for side, h in hands.items():
+        if h and not ({"transl", "global_orient", "hand_pose"} <= h.keys() or "keypoints_3d" in h):
+            raise StageError("bad_tracks", f"{path}: {side} hand needs transl/global_orient/hand_pose or keypoints_3d")
+    frame = str(data.get("coordinate_frame", "world"))
+    return {"hands": hands, "n": lengths.pop(), "fps": float(data.get("fps", FPHAB_FPS)), "frame": frame}
+
+
+def probe_tracks(path: Path) -> VideoSource:
+    if path.suffix == ".npz":
+        info = read_npz(path)
+        n, fps, codec = info["n"], info["fps"], "hawor-npz"
+    else:
+        n, fps, codec = len(read_fphab(path)), FPHAB_FPS, "fphab-txt"
+    return VideoSource(
+        video_id=video_id(path),
+        path=str(path),
+        size_bytes=path.stat().st_size,
+        fps=fps,
+        n_frames=n,
+        width=0,
+        height=0,
+        duration_s=n / fps,
+        codec=codec,
+        rotation=0,
+    )
+
+
+def _rotmats(values: np.ndarray, n_joints: int) -> np.ndarray:
+    """Axis-angle (T, 3k) / (T, k, 3) or matrices (T, k, 3, 3) -> (T, k, 3, 3)."""
+    values = np.asarray(values, np.float32)
+    if values.shape[-2:] == (3, 3):
+        return values.reshape(len(values), n_joints, 3, 3)
+    return roma.rotvec_to_rotmat(torch.as_tensor(values.reshape(len(values), n_joints, 3))).numpy()
+
+
+def load_tracks(clip: ClipSpec) -> ClipTracks:
+    """The clip's span of a precomputed track file."""
+    path = Path(clip.source_path)
+    span = slice(clip.start_frame, clip.end_frame)
+    if path.suffix != ".npz":
+        kp = read_fphab(path)[span]
+        n = len(kp)
+        hands = {
+            "right": HandTrack(side="right", valid=np.ones(n, bool), keypoints_2d=np.full_like(kp, np.nan), keypoints_3d=kp),
+            "left": _without_keypoints("left", np.zeros(n, bool)),
+        }
+        return ClipTracks(fps=clip.source_fps, hands=hands, coordinate_frame="world")
+    info = read_npz(path)
+    n = len(range(info["n"])[span])
+    hands, params, betas = {}, {}, {}
+    for side in HANDS:
+        h = info["hands"][side]
+        valid = h["valid"][span].astype(bool) if "valid" in h else np.ones(n, bool) if h else np.zeros(n, bool)
+        if "keypoints_3d" in h:
+            kp = h["keypoints_3d"][span].astype(np.float32).reshape(n, 21, 3)
+            hands[side] = HandTrack(side=side, valid=valid, keypoints_2d=np.full_like(kp, np.nan), keypoints_3d=kp)
+            continue
+        hands[side] = _without_keypoints(side, valid)
+        if h:
+            rot = np.concatenate([_rotmats(h["global_orient"][span], 1), _rotmats(h["hand_pose"][span], 15)], axis=1)
+            transl = h["transl"][span].astype(np.float32)
+            params[side] = ParamSequence.observed(rot, transl, valid & np.isfinite(transl).all(-1))
+            b = h.get("betas", np.zeros(10, np.float32))
+            betas[side] = (b[span].mean(0) if b.ndim == 2 else b).astype(np.float32)
+    if params and len(params) < len(HANDS):
+        raise StageError("bad_tracks", f"{path}: parameters for one hand and keypoints for the other are not supported")
+    return ClipTracks(
+        fps=clip.source_fps,
+        hands=hands,
+        coordinate_frame=info["frame"],
+        params=params or None,
+        betas=betas or None,
+        hand_model="mano" if params else None,
+    )
+
+
+def _without_keypoints(side: str, valid: np.ndarray) -> HandTrack:
+    empty = np.full((len(valid), 21, 3), np.nan, np.float32)
+    return HandTrack(side=side, valid=valid, keypoints_2d=empty, keypoints_3d=empty)
