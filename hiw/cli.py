@@ -142,6 +142,43 @@ def demo(
         fail(HiwError("mediapipe detected no hand in the rendered clip"), EXIT_FAILURE)
 
 
+@app.command("eval-fit")
+def eval_fit(
+    files: Annotated[list[Path], typer.Argument(help="21-joint sequences in the F-PHAB skeleton.txt format")],
+    noise_mm: Annotated[float, typer.Option("--noise-mm", help="robustness run: Gaussian noise per coordinate, mm")] = 0.0,
+    drop: Annotated[float, typer.Option("--drop", help="robustness run: share of frames dropped")] = 0.0,
+    seed: Annotated[int, typer.Option(help="seed of the noise and drops")] = 0,
+) -> None:
+    """Fit 3D hand sequences with the open skeleton and report the error (last line: mean_mm=, or ratio=)."""
+    import numpy as np
+
+    from hiw.motion.evaluate import evaluate_file
+
+    if not 0 <= drop < 1 or noise_mm < 0:
+        fail(ConfigError("--drop must be in [0, 1) and --noise-mm >= 0"), EXIT_USAGE)
+    results = []
+    for path in files:
+        try:
+            result = evaluate_file(path, noise_mm, drop, seed)
+        except FileNotFoundError:
+            errors.print(f"skipped {path}: no such file", style="yellow")
+            continue
+        except HiwError as err:
+            errors.print(f"skipped {path}: {err}", style="yellow")
+            continue
+        results.append(result)
+        line = f"{path}  frames={result.frames}  fit_mm={result.mean_mm:.2f}  fit_ms_per_frame={result.fit_ms_per_frame:.2f}"
+        if result.ratio is not None:
+            line += f"  noisy_mm={result.noisy_mm:.2f}  processed_mm={result.processed_mm:.2f}  ratio={result.ratio:.3f}"
+        console.print(line, highlight=False, soft_wrap=True)
+    if not results:
+        fail(HiwError("no file could be evaluated"), EXIT_FAILURE)
+    console.print(f"mean_mm={np.mean([r.mean_mm for r in results]):.3f}", highlight=False)
+    if results[0].ratio is not None:
+        ratio = np.mean([r.processed_mm for r in results]) / np.mean([r.noisy_mm for r in results])
+        console.print(f"ratio={ratio:.3f}", highlight=False)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -27,6 +27,7 @@ from hiw.schemas import ClipSpec  # noqa: E402
 FIXTURES = PROJECT.parent / "shared" / "fixtures"
 KITCHEN = FIXTURES / "video" / "ego_kitchen_plate.mp4"
 PALM = FIXTURES / "video" / "palm_third_person.mp4"
+FPHAB = FIXTURES / "pose3d" / "fphab"
 
 
 def fixture_file(path: Path) -> Path:
@@ -80,3 +81,9 @@ def kitchen_video() -> Path:
 @pytest.fixture(scope="session")
 def palm_video() -> Path:
     return fixture_file(PALM)
+
+
+@pytest.fixture(scope="session")
+def fphab_dir() -> Path:
+    """F-PHAB skeleton files (``S1_*_skeleton.txt`` and ``Subject_*/<action>/<n>/skeleton.txt``)."""
+    return fixture_file(FPHAB)

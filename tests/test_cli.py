@@ -81,3 +81,24 @@ def test_build_from_toml_then_query_in_three_formats(tmp_path):
 
     bad_sql = hiw("query", "--root", str(root), "SELECT nope FROM clips")
     assert bad_sql.returncode == 1 and "query failed" in bad_sql.stderr and "Traceback" not in bad_sql.stderr
+
+
+def test_eval_fit_reports_fit_error_and_robustness(fphab_dir):
+    files = [str(fphab_dir / "S1_write_1_skeleton.txt"), str(fphab_dir / "S1_stir_1_skeleton.txt")]
+    clean = hiw("eval-fit", *files)
+    assert clean.returncode == 0, clean.stderr
+    lines = clean.stdout.strip().splitlines()
+    assert len(lines) == 3 and all("fit_mm=" in line for line in lines[:2])
+    assert lines[-1].startswith("mean_mm=") and float(lines[-1].split("=")[1]) < 5.0
+    noisy = hiw("eval-fit", *files, "--noise-mm", "5", "--drop", "0.2")
+    last = noisy.stdout.strip().splitlines()[-1]
+    assert last.startswith("ratio=") and float(last.split("=")[1]) < 0.7
+
+
+def test_eval_fit_bad_input(tmp_path):
+    empty = tmp_path / "empty_skeleton.txt"
+    empty.write_text("")
+    result = hiw("eval-fit", str(empty), str(tmp_path / "missing.txt"))
+    assert result.returncode == 1
+    assert "no frames" in result.stderr and "no such file" in result.stderr and "no file could be evaluated" in result.stderr
+    assert hiw("eval-fit", str(empty), "--drop", "1.5").returncode == 2

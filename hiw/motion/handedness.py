@@ -2,7 +2,7 @@
 
 Hands move little between frames, so labels are first made continuous (a frame is swapped when the
 swapped assignment is much closer to the last known positions), then the whole sequence keeps the
-labelling most frames agree with. On a tie (labels flipping every other frame) the hand that is
+labelling most frames agree with. On a near tie (labels flipping every other frame) the hand that is
 on average further left in the image is the left hand, as in egocentric video.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 SWAP_MARGIN = 0.5  # a swap must at least halve the distance to the last known positions
+TIE_MARGIN = 0.1  # label votes this close (share of frames) count as a tie
 
 
 def swap_frames(left: np.ndarray, right: np.ndarray, left_valid: np.ndarray, right_valid: np.ndarray, jump: float) -> np.ndarray:
@@ -39,7 +40,8 @@ def swap_frames(left: np.ndarray, right: np.ndarray, left_valid: np.ndarray, rig
         last = [o if o is not None else prev for o, prev in zip(obs, last)]
     seen = left_valid | right_valid
     flips, keeps = int((swap & seen).sum()), int((~swap & seen).sum())
-    if flips > keeps or (flips == keeps and _left_is_right(left, right, left_valid, right_valid, swap)):
+    near_tie = abs(flips - keeps) <= TIE_MARGIN * (flips + keeps)  # the labels say little: trust the image side
+    if (near_tie and _left_is_right(left, right, left_valid, right_valid, swap)) or (not near_tie and flips > keeps):
         swap = ~swap
     return swap & seen
 

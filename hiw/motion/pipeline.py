@@ -92,11 +92,20 @@ def plausible_frames(keypoints: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return ok & (ratio >= BONE_RATIO_RANGE[0]) & (ratio <= BONE_RATIO_RANGE[1])
 
 
+def finite_params(seq: ParamSequence) -> np.ndarray:
+    """Frames whose parameters are all finite (a source may give NaN rotations for frames it marks valid)."""
+    return seq.valid & np.isfinite(seq.rotations).all(axis=(1, 2, 3)) & np.isfinite(seq.transl).all(-1)
+
+
 def fix_handedness(tracks: ClipTracks, jump_px: float) -> tuple[ClipTracks, int]:
-    """Undo the tracker's left/right swaps, judged on 2D wrists when every observation has them."""
+    """Undo the tracker's left/right swaps, judged on 2D wrists when every observation has them.
+
+    Hand-centred 3D says nothing about where a hand is, so such tracks are always judged in 2D (a frame
+    whose 2D wrist is missing then counts as unseen).
+    """
     hands = [tracks.hands[s] for s in HANDS]
     wrists_2d = [h.keypoints_2d.reshape(-1, 21, 3)[:, 0, :2] for h in hands]
-    use_2d = all(np.isfinite(w[h.valid]).all() for w, h in zip(wrists_2d, hands))
+    use_2d = tracks.coordinate_frame == "hand_centred" or all(np.isfinite(w[h.valid]).all() for w, h in zip(wrists_2d, hands))
     if tracks.params:
         use_2d = False
         pos = [tracks.params[s].transl for s in HANDS]
@@ -142,7 +151,7 @@ def process_motion(
             cam = camera_space_keypoints(kp2d, kp3d, valid, intrinsics)
             kp3d, valid = cam.keypoints, cam.valid
         keypoints = to_mano21(kp3d, "openpose21")
-        ok = plausible_frames(keypoints, valid) if tracks.params is None else hand.valid
+        ok = plausible_frames(keypoints, valid) if tracks.params is None else hand.valid & finite_params(tracks.params[side])
         dropped += int((hand.valid & ~ok).sum())
         observed[side] = (keypoints, ok, kp2d)
     if frame == "hand_centred" and intrinsics is not None:
@@ -154,12 +163,13 @@ def process_motion(
         frame = "camera_rotation_compensated"
 
     positions = resample_positions(n, tracks.fps, settings.fps)
-    max_gap = int(round(settings.temporal.max_gap_s * tracks.fps))
+    max_gap = round(settings.temporal.max_gap_s * tracks.fps)
     hands, model_name = {}, settings.hand_model
     for side in HANDS:
         keypoints, ok, kp2d = observed[side]
         if tracks.params is not None:
-            seq, betas, error = tracks.params[side], tracks.betas[side], np.full(n, np.nan, np.float32)
+            seq = replace(tracks.params[side], valid=tracks.params[side].valid & ok)
+            betas, error = tracks.betas[side], np.full(n, np.nan, np.float32)
             model = make_hand_model(settings, side, keypoints, ok) if settings.hand_model == "mano" else None
             model_name = tracks.hand_model or model_name
         elif ok.any():

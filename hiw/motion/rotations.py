@@ -28,6 +28,11 @@ def rotation_between(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> tor
     b = b / b.norm(dim=-1, keepdim=True).clamp_min(eps)
     axis = torch.cross(a, b, dim=-1)
     angle = torch.atan2(axis.norm(dim=-1), (a * b).sum(-1))
+    # Near-opposite directions leave a vanishing (or rounding-noise) cross product yet need a half turn:
+    # keep the axis perpendicular to a, and fall back to a x (the coordinate axis least aligned with a).
+    axis = axis - (axis * a).sum(-1, keepdim=True) * a
+    helper = torch.zeros_like(a).scatter_(-1, a.abs().argmin(dim=-1, keepdim=True), 1.0)
+    axis = torch.where(axis.norm(dim=-1, keepdim=True) > eps, axis, torch.cross(a, helper, dim=-1))
     axis = axis / axis.norm(dim=-1, keepdim=True).clamp_min(eps)
     return roma.rotvec_to_rotmat(axis * angle[..., None])
 

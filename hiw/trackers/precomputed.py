@@ -15,6 +15,7 @@ The "video" of such a source is the file itself: its id is the hash of its bytes
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,23 @@ from hiw.trackers.base import ClipTracks
 TRACK_SUFFIXES = {".txt", ".npz"}
 FPHAB_FPS = 30.0
 VERSION = "precomputed-v1"
-HAWOR_KEYS = {"transl": "pred_trans", "global_orient": "pred_rot", "hand_pose": "pred_hand_pose", "betas": "pred_betas", "valid": "pred_valid"}
+HAWOR_KEYS = {
+    "transl": "pred_trans",
+    "global_orient": "pred_rot",
+    "hand_pose": "pred_hand_pose",
+    "betas": "pred_betas",
+    "valid": "pred_valid",
+}
+FRAMES = ("world", "camera", "hand_centred")  # what an npz's 3D may be relative to
+# per-frame shapes a hand's arrays may have (after the leading frame axis); betas are (n,) or (T, n)
+FRAME_SHAPES = {
+    "transl": [(3,)],
+    "global_orient": [(3,), (1, 3), (3, 3), (1, 3, 3)],
+    "hand_pose": [(45,), (15, 3), (15, 3, 3)],
+    "valid": [()],
+    "keypoints_3d": [(21, 3), (63,)],
+    "betas": [(), (10,)],
+}
 
 
 def read_fphab(path: Path) -> np.ndarray:
@@ -51,24 +68,49 @@ def _hand_arrays(data: dict[str, np.ndarray], side: str) -> dict[str, np.ndarray
     i = HANDS.index(side)
     if HAWOR_KEYS["transl"] in data:
         return {ours: np.asarray(data[theirs][i]) for ours, theirs in HAWOR_KEYS.items() if theirs in data}
-    return {k[len(side) + 1 :]: np.asarray(v) for k, v in data.items() if k.startswith(f"{side}_")}
+    return {
+        k[len(side) + 1 :]: np.asarray(v)
+        for k, v in data.items()
+        if k[len(side) + 1 :] in FRAME_SHAPES and k.startswith(f"{side}_")
+    }
+
+
+def _check_shapes(path: Path, hands: dict[str, dict[str, np.ndarray]]) -> None:
+    """Malformed arrays are bad input (a reject with a reason), not an error deep inside a later stage."""
+    for side, h in hands.items():
+        for key, a in h.items():
+            numeric = a.dtype == bool or np.issubdtype(a.dtype, np.number)
+            if not numeric or a.ndim < 1 or a.shape[1:] not in FRAME_SHAPES[key]:
+                raise StageError("bad_tracks", f"{path}: {side} {key} has shape {a.shape} and dtype {a.dtype}")
 
 
 def read_npz(path: Path) -> dict:
     try:
         with np.load(path, allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as err:
-        raise StageError("bad_tracks", f"{path}: not a readable .npz ({err})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        reason = "empty_tracks" if path.stat().st_size == 0 else "bad_tracks"
+        raise StageError(reason, f"{path}: not a readable .npz ({type(err).__name__}: {err})") from None
+    hawor = [theirs for theirs in HAWOR_KEYS.values() if theirs in data]
+    if HAWOR_KEYS["transl"] in data and any(data[k].ndim < 1 or len(data[k]) != len(HANDS) for k in hawor):
+        raise StageError("bad_tracks", f"{path}: HaWoR arrays need a leading axis of {len(HANDS)} hands (left, right)")
     hands = {side: _hand_arrays(data, side) for side in HANDS}
+    _check_shapes(path, hands)
     lengths = {len(a) for h in hands.values() for k, a in h.items() if k != "betas" or a.ndim == 2}
     if len(lengths) != 1:
         raise StageError("bad_tracks", f"{path}: hand arrays have different frame counts {sorted(lengths)} or none at all")
+    if 0 in lengths:
+        raise StageError("empty_tracks", f"{path}: no frames")
     for side, h in hands.items():
         if h and not ({"transl", "global_orient", "hand_pose"} <= h.keys() or "keypoints_3d" in h):
             raise StageError("bad_tracks", f"{path}: {side} hand needs transl/global_orient/hand_pose or keypoints_3d")
     frame = str(data.get("coordinate_frame", "world"))
-    return {"hands": hands, "n": lengths.pop(), "fps": float(data.get("fps", FPHAB_FPS)), "frame": frame}
+    if frame not in FRAMES:
+        raise StageError("bad_tracks", f"{path}: coordinate_frame {frame!r} is not one of {', '.join(FRAMES)}")
+    fps = np.asarray(data.get("fps", FPHAB_FPS))
+    if not (fps.shape == () and np.issubdtype(fps.dtype, np.number) and np.isfinite(fps) and fps > 0):
+        raise StageError("bad_tracks", f"{path}: fps must be one positive number, got {fps!r}")
+    return {"hands": hands, "n": lengths.pop(), "fps": float(fps), "frame": frame}
 
 
 def probe_tracks(path: Path) -> VideoSource:
