@@ -36,6 +36,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_build.py
+	$(PY) benchmarks/bench_motion.py
 
 clean:
 	rm -rf $(VENV) .cache build *.egg-info

@@ -49,7 +49,7 @@ class BuildConfig(BaseModel):
     max_gap_s: float = Field(0.5, ge=0, description="fill gaps in a hand's motion up to this long (SLERP)")
     savgol_window_s: float = Field(0.3, ge=0, description="Savitzky-Golay smoothing window, seconds (0: off)")
     savgol_order: int = Field(2, ge=1, le=5, description="Savitzky-Golay polynomial order")
-    gaussian_sigma_s: float = Field(0.05, ge=0, description="Gaussian smoothing after Savitzky-Golay, seconds (0: off)")
+    gaussian_sigma_s: float = Field(0.02, ge=0, description="Gaussian smoothing after Savitzky-Golay, seconds (0: off)")
     min_both_hands_frac: float = Field(
         0.8, ge=0, le=1, description="reject clips where the tracker sees both hands in fewer frames than this"
     )

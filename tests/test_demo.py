@@ -4,6 +4,7 @@ import pytest
 from rich.console import Console
 
 from hiw.demo.run import run_demo
+from hiw.storage import open_catalog
 
 pytestmark = pytest.mark.slow
 
@@ -18,3 +19,9 @@ def test_demo_render_track_build(tmp_path):
     assert accuracy.handedness_agreement >= 0.9, out
     assert "tracking vs the renderer's ground truth" in out and "clips accepted" in out
     assert (tmp_path / "demo" / "catalog.duckdb").exists()
+    # the renderer's camera is static: the motion must say so, and the fit must explain the tracked hands
+    with open_catalog(tmp_path / "demo") as con:
+        rows = con.execute("SELECT coordinate_frame, head_rotation_deg, fit_error_mm, swapped_frames FROM motion").fetchall()
+    assert rows, out
+    for frame, head_deg, fit_mm, swapped in rows:
+        assert frame == "camera_rotation_compensated" and head_deg < 4.0 and fit_mm < 15.0 and swapped == 0, rows

@@ -80,3 +80,15 @@ def test_to_table_round_trips_arrays_exactly():
 def test_array_fields_reject_wrong_widths():
     with pytest.raises(ValidationError, match="frames x 63"):
         HandTrack(side="left", valid=np.ones(3, bool), keypoints_2d=np.zeros((3, 20)), keypoints_3d=np.zeros((3, 63)))
+
+
+def test_motion_quality_applies_the_both_hands_filter_to_the_finished_motion():
+    from hiw.config import load_config
+    from hiw.errors import StageError
+    from hiw.flows.stages import motion_quality
+
+    record = _motion(30)  # left hand valid throughout, right hand never
+    with pytest.raises(StageError) as err:
+        motion_quality(record, load_config(videos=".", min_both_hands_frac=0.8))
+    assert err.value.reason == "both_hands_rarely_valid" and "0%" in err.value.detail
+    motion_quality(record, load_config(videos=".", min_both_hands_frac=0.0))  # one-handed data may opt out

@@ -6,6 +6,8 @@ the hands and how far its wrists are from the truth: an end-to-end check with no
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,7 @@ class TrackingAccuracy:
     any_hand_frac: float
     both_hands_frac: float
     wrist_error_px: dict[str, float]  # median over frames where the side was tracked
+    wrist_error_3d_cm: dict[str, float]  # median camera-space wrist error of the fitted motion (PnP depth included)
     handedness_agreement: float  # tracked frames whose wrist is nearer the same side's truth than the other's
     width: int
 
@@ -49,19 +52,22 @@ def score_tracking(root: Path, gt: RenderGroundTruth) -> TrackingAccuracy:
         motion = {
             row[0]: row[1:]
             for row in con.execute(
-                "SELECT clip_id, fps, left_valid, left_keypoints_2d, right_valid, right_keypoints_2d FROM motion"
+                "SELECT clip_id, fps, left_valid, left_keypoints_2d, left_keypoints_3d, "
+                "right_valid, right_keypoints_2d, right_keypoints_3d FROM motion"
             ).fetchall()
         }
     frames = sum(c[2] for c in clips)
     errors: dict[str, list[float]] = {side: [] for side in HANDS}
+    errors_3d: dict[str, list[float]] = {side: [] for side in HANDS}
     same = other = 0
     for clip_id, start, _, _, _, source_fps in clips:
         if clip_id not in motion:
             continue
         fps, *per_side = motion[clip_id]
-        for side, valid, keypoints in zip(HANDS, per_side[0::2], per_side[1::2]):
+        for side, valid, keypoints, keypoints_3d in zip(HANDS, per_side[0::3], per_side[1::3], per_side[2::3]):
             valid = np.array(valid, bool)
             wrists = np.array(keypoints, np.float32).reshape(len(valid), 21, 3)[:, 0, :2]
+            wrists_3d = np.array(keypoints_3d, np.float32).reshape(len(valid), 21, 3)[:, 0]
             source = start + np.round(np.arange(len(valid)) * source_fps / fps).astype(int)
             keep = valid & np.isfinite(wrists[:, 0]) & (source < len(gt.keypoints_2d[side]))  # filled frames have no 2D
             truth_same = gt.keypoints_2d[side][source[keep], 0]
@@ -69,6 +75,10 @@ def score_tracking(root: Path, gt: RenderGroundTruth) -> TrackingAccuracy:
             d_same = np.linalg.norm(wrists[keep] - truth_same, axis=-1)
             d_other = np.linalg.norm(wrists[keep] - truth_other, axis=-1)
             errors[side] += d_same.tolist()
+            # the demo camera is static, so the head-rotation-compensated frame is the camera frame
+            in_range = valid & (source < len(gt.keypoints_3d[side]))
+            d_3d = np.linalg.norm(wrists_3d[in_range] - gt.keypoints_3d[side][source[in_range], 0], axis=-1)
+            errors_3d[side] += d_3d.tolist()
             same += int((d_same < d_other).sum())
             other += int((d_same >= d_other).sum())
     return TrackingAccuracy(
@@ -76,6 +86,7 @@ def score_tracking(root: Path, gt: RenderGroundTruth) -> TrackingAccuracy:
         any_hand_frac=sum(c[3] for c in clips) / max(frames, 1),
         both_hands_frac=sum(c[4] for c in clips) / max(frames, 1),
         wrist_error_px={side: float(np.median(e)) for side, e in errors.items() if e},
+        wrist_error_3d_cm={side: float(np.median(e)) * 100 for side, e in errors_3d.items() if e},
         handedness_agreement=same / max(same + other, 1),
         width=gt.width,
     )
@@ -84,7 +95,11 @@ def score_tracking(root: Path, gt: RenderGroundTruth) -> TrackingAccuracy:
 def render_demo_input(folder: Path, seconds: float, seed: int) -> tuple[Path, RenderGroundTruth]:
     folder.mkdir(parents=True, exist_ok=True)
     video = folder / f"demo_egocentric_seed{seed}.mp4"
-    return video, write_demo_video(video, seconds=seconds, seed=seed)
+    gt = write_demo_video(video, seconds=seconds, seed=seed)
+    K = gt.intrinsics  # the renderer's camera, as a metadata sidecar: the build reads it instead of guessing a FOV
+    sidecar = {"fx": K[0, 0], "fy": K[1, 1], "cx": K[0, 2], "cy": K[1, 2]}
+    video.with_suffix(".camera.json").write_text(json.dumps({k: float(v) for k, v in sidecar.items()}))
+    return video, gt
 
 
 def print_accuracy(acc: TrackingAccuracy, console: Console) -> None:
@@ -96,6 +111,8 @@ def print_accuracy(acc: TrackingAccuracy, console: Console) -> None:
     table.add_row("frames with both hands detected", f"{acc.both_hands_frac:.1%}")
     for side, px in acc.wrist_error_px.items():
         table.add_row(f"{side} wrist error (median)", f"{px:.1f} px ({px / acc.width:.1%} of width)")
+    for side, cm in acc.wrist_error_3d_cm.items():
+        table.add_row(f"{side} wrist 3D error (median, fitted motion)", f"{cm:.1f} cm")
     table.add_row("handedness agreement", f"{acc.handedness_agreement:.1%}")
     console.print(table)
 

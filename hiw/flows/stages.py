@@ -192,7 +192,13 @@ def motion_record(
 
 
 def motion_quality(motion: MotionRecord, cfg: BuildConfig) -> None:
-    """The paper's jitter and length filters on the finished motion (raises StageError)."""
+    """The paper's filters on the finished motion (raises StageError): both hands, length, jitter."""
+    both = float((motion.left_valid & motion.right_valid).mean()) if motion.n_frames else 0.0
+    if both < cfg.min_both_hands_frac:  # frames can be lost after tracking (failed PnP, impossible hands)
+        raise StageError(
+            "both_hands_rarely_valid",
+            f"both hands have motion in {both:.0%} of frames after repair and fitting; min_both_hands_frac={cfg.min_both_hands_frac:g}",
+        )
     quality.check(
         quality.QualityMetrics(motion.jitter_translation, motion.jitter_rotation, motion.motion_s), quality_settings(cfg)
     )

@@ -35,6 +35,9 @@ RANSAC_THRESHOLD_PX = 1.0
 MIN_INLIERS = 10
 BORDER_FRAC = 0.03  # frame edges: warping/compression artefacts and points leaving the view
 HAND_PAD_FRAC = 0.25  # hands are masked generously: fingers move, keypoints miss the sleeve
+FOREARM_LENGTH = 4.0  # the forearm is masked as a band from the wrist, away from the knuckles, this many hand sizes long
+FOREARM_WIDTH = 0.8  # band width in hand sizes
+WRIST, MIDDLE_MCP = 0, 9  # OpenPose keypoint indices
 
 
 @dataclass(frozen=True)
@@ -135,13 +138,14 @@ class CameraRotations:
 
 
 def hand_mask(shape: tuple[int, int], hands_px: list[np.ndarray], border_frac: float = BORDER_FRAC) -> np.ndarray:
-    """uint8 mask (255 = usable background) without the frame border and each hand's padded convex hull."""
+    """uint8 mask (255 = usable background) without the frame border, each hand's padded convex hull and
+    its forearm (a band from the wrist away from the knuckles: arms move with the hands, not the head)."""
     h, w = shape
     mask = np.zeros((h, w), np.uint8)
     b = round(border_frac * min(h, w))
     mask[b : h - b, b : w - b] = 255
-    for pts in hands_px:
-        pts = pts[np.isfinite(pts).all(axis=1)]
+    for keypoints in hands_px:
+        pts = keypoints[np.isfinite(keypoints).all(axis=1)]
         if len(pts) < 3:
             continue
         hull = cv2.convexHull(np.round(pts).astype(np.int32))
@@ -149,6 +153,12 @@ def hand_mask(shape: tuple[int, int], hands_px: list[np.ndarray], border_frac: f
         pad = max(2, round(HAND_PAD_FRAC * size))
         cv2.fillConvexPoly(mask, hull, 0)
         cv2.polylines(mask, [hull], True, 0, thickness=2 * pad + 1)  # a thick outline dilates the hull by `pad`
+        if len(keypoints) > MIDDLE_MCP and np.isfinite(keypoints[[WRIST, MIDDLE_MCP]]).all():
+            wrist, knuckle = keypoints[WRIST], keypoints[MIDDLE_MCP]
+            away = (wrist - knuckle) / max(float(np.linalg.norm(wrist - knuckle)), 1e-6)
+            end = wrist + away * FOREARM_LENGTH * size
+            width = max(3, round(FOREARM_WIDTH * size))
+            cv2.line(mask, tuple(np.round(wrist).astype(int)), tuple(np.round(end).astype(int)), 0, thickness=width)
     return mask
 
 

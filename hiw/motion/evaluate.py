@@ -41,7 +41,7 @@ class FitEval:
         return None if self.noisy_mm is None else self.processed_mm / self.noisy_mm
 
 
-def fit_error(joints: np.ndarray, settings: FitSettings = FitSettings()) -> tuple[float, float]:
+def fit_error(joints: np.ndarray, settings: FitSettings | None = None) -> tuple[float, float]:
     """(mean per-joint error mm, ms per frame) of fitting (T, 21, 3) OpenPose-order joints (metres)."""
     keypoints = to_mano21(joints, "openpose21")
     valid = np.ones(len(keypoints), bool)

@@ -63,8 +63,9 @@ def closed_form_pose(rest: torch.Tensor, target: torch.Tensor) -> tuple[torch.Te
     return torch.stack(local, dim=1), transl
 
 
-def fit_hand(model: HandModel, keypoints: np.ndarray, valid: np.ndarray, settings: FitSettings = FitSettings()) -> FitResult:
+def fit_hand(model: HandModel, keypoints: np.ndarray, valid: np.ndarray, settings: FitSettings | None = None) -> FitResult:
     """Fit (T, 21, 3) mano21 keypoints (metres) on the frames where ``valid``."""
+    settings = settings or FitSettings()
     n = len(valid)
     valid = valid & np.isfinite(keypoints).all(axis=(1, 2))
     idx = np.flatnonzero(valid)

@@ -30,7 +30,8 @@ from hiw.motion.temporal import (
 from hiw.schemas import HANDS, HandTrack
 from hiw.trackers.base import ClipTracks
 
-BONE_RATIO_RANGE = (0.7, 1.4)  # a frame whose summed bone length is off the median by more is a bad detection
+BONE_RATIO_RANGE = (0.5, 2.0)  # a frame whose summed bone length is off the median by more is a bad detection
+# (mediapipe's metric hands legitimately vary by up to ~40% between frames of one clip)
 
 
 @dataclass(frozen=True)

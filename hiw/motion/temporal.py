@@ -23,7 +23,7 @@ class TemporalSettings:
     max_gap_s: float = 0.5  # interior gaps up to this long are filled
     savgol_window_s: float = 0.3  # Savitzky-Golay window (rounded to an odd frame count)
     savgol_order: int = 2
-    gaussian_sigma_s: float = 0.05  # 0 turns the Gaussian pass off
+    gaussian_sigma_s: float = 0.02  # 0 turns the Gaussian pass off; wider blurred fast motion on F-PHAB
 
     def describe(self) -> str:
         return (
@@ -79,7 +79,7 @@ def fill_gaps(seq: ParamSequence, max_gap: int) -> ParamSequence:
 def smooth(seq: ParamSequence, fps: float, settings: TemporalSettings) -> ParamSequence:
     """Savitzky-Golay then Gaussian along time, within each run of valid frames."""
     rot, transl = seq.rotations.copy(), seq.transl.copy()
-    window = int(round(settings.savgol_window_s * fps)) // 2 * 2 + 1
+    window = round(settings.savgol_window_s * fps) // 2 * 2 + 1
     sigma = settings.gaussian_sigma_s * fps
     for start, end in runs(seq.valid):
         n = end - start
