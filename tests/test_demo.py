@@ -24,4 +24,4 @@ def test_demo_render_track_build(tmp_path):
         rows = con.execute("SELECT coordinate_frame, head_rotation_deg, fit_error_mm, swapped_frames FROM motion").fetchall()
     assert rows, out
     for frame, head_deg, fit_mm, swapped in rows:
-        assert frame == "camera_rotation_compensated" and head_deg < 4.0 and fit_mm < 15.0 and swapped == 0, rows
+        assert frame == "camera_rotation_compensated" and head_deg < 2.0 and fit_mm < 15.0 and swapped == 0, rows

@@ -3,9 +3,10 @@
 Hand position: mediapipe's 3D keypoints are metric but centred on the hand; solving PnP between
 them and the 2D keypoints gives the rigid pose that places the hand in the camera frame.
 
-Head rotation: background corners are tracked between consecutive frames (hands masked out), each
-pair is fitted with a rotation-only model (RANSAC homography, then the nearest rotation to
-K^-1 H K), and the pairs are chained. The model is good when the head's translation is small against
+Head rotation: background corners are tracked from frame to frame (hands and forearms masked out); each
+frame is matched to a keyframe (replaced when its view is mostly gone, so a still head does not drift) and
+fitted with a rotation-only model (RANSAC homography, then the nearest rotation to K^-1 H K), and
+the keyframe rotations are chained. The model is good when the head's translation is small against
 the scene depth (a turning head, a far background); near surfaces seen from a moving head bias it,
 lens distortion is not modelled, and per-pair errors accumulate, so drift grows with clip length.
 """
@@ -33,6 +34,7 @@ MIN_CORNER_DISTANCE = 6
 FB_MAX_ERROR_PX = 1.0  # forward-backward disagreement above which a track is dropped
 RANSAC_THRESHOLD_PX = 1.0
 MIN_INLIERS = 10
+KEYFRAME_MIN_INLIERS = 40  # a frame matched with fewer inliers than this becomes the next keyframe
 BORDER_FRAC = 0.03  # frame edges: warping/compression artefacts and points leaving the view
 HAND_PAD_FRAC = 0.25  # hands are masked generously: fingers move, keypoints miss the sleeve
 FOREARM_LENGTH = 4.0  # the forearm is masked as a band from the wrist, away from the knuckles, this many hand sizes long
@@ -214,10 +216,16 @@ def estimate_camera_rotations(
     rotations = np.repeat(np.eye(3)[None], n, axis=0)
     ok = np.ones(n, bool)
     n_inliers = np.zeros(n, int)
+    key = 0  # frames are matched to a keyframe, not only to their predecessor: errors then do not add up per frame
     for t in range(1, n):
-        rel, n_inliers[t] = _fit_rotation(*_track(gray[t - 1], gray[t], masks[t - 1], masks[t]), Ks)
+        rel, n_inliers[t] = _fit_rotation(*_track(gray[key], gray[t], masks[key], masks[t]), Ks)
+        if rel is None and key != t - 1:  # the keyframe's view is gone: fall back to the previous frame
+            key = t - 1
+            rel, n_inliers[t] = _fit_rotation(*_track(gray[key], gray[t], masks[key], masks[t]), Ks)
         ok[t] = rel is not None
-        rotations[t] = rotations[t - 1] @ rel if rel is not None else rotations[t - 1]
+        rotations[t] = rotations[key] @ rel if rel is not None else rotations[t - 1]
+        if rel is not None and n_inliers[t] < KEYFRAME_MIN_INLIERS:
+            key = t  # the view is moving on: later frames are matched to this one
     return CameraRotations(rotations=rotations.astype(np.float32), ok=ok, n_inliers=n_inliers)
 
 

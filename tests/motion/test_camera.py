@@ -181,7 +181,7 @@ def test_rotation_recovers_known_head_turn():
     print(f"rotation error: max {err.max():.3f} deg, final {err[-1]:.3f} deg, {elapsed / (n - 1) * 1000:.1f} ms/pair")
     assert rot.rotations.shape == (n, 3, 3) and rot.rotations.dtype == np.float32
     np.testing.assert_allclose(rot.rotations[0], np.eye(3), atol=1e-6)
-    assert rot.ok.all() and (rot.n_inliers[1:] >= 50).all()
+    assert rot.ok.all() and (rot.n_inliers[1:] >= 30).all()  # keyframes are replaced near 40 inliers
     assert err.max() < 0.5
     true_total = np.degrees(np.linalg.norm(truth_rv[-1]))
     assert rot.total_angle_deg() == pytest.approx(true_total, abs=0.5)
