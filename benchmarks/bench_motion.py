@@ -58,7 +58,9 @@ def fphab_accuracy(stride: int) -> None:
         if (i + 1) % 50 == 0:
             print(f"  {i + 1}/{len(files)} sequences, {time.perf_counter() - started:.0f} s", file=sys.stderr)
     print(f"F-PHAB sequences: {len(fit_mm)} (every {stride}th of {len(files) * stride}; {skipped} empty or < 10 frames skipped)")
-    print(f"  fit error (open skeleton, keypoints -> parameters -> FK): mean {np.mean(fit_mm):.2f} mm, p95 {np.percentile(fit_mm, 95):.2f} mm")
+    print(
+        f"  fit error (open skeleton, keypoints -> parameters -> FK): mean {np.mean(fit_mm):.2f} mm, p95 {np.percentile(fit_mm, 95):.2f} mm"
+    )
     ratio = np.mean(out_mm) / np.mean(noisy_mm)
     print(
         f"  robustness (5 mm noise, 20% frames dropped): input {np.mean(noisy_mm):.2f} mm -> output {np.mean(out_mm):.2f} mm, "
@@ -96,16 +98,23 @@ def cost_and_world_frame(repeats: int) -> None:
             fit_hand(OpenSkeleton.calibrated(side, keypoints, ok), keypoints, ok)
         fit_s.append(time.perf_counter() - t)
     n = len(frames)
-    per = {name: statistics.median(v) / n * 1000 for name, v in (("track", track_s), ("fit", fit_s), ("camera", camera_s), ("motion", motion_s))}
+    per = {
+        name: statistics.median(v) / n * 1000
+        for name, v in (("track", track_s), ("fit", fit_s), ("camera", camera_s), ("motion", motion_s))
+    }
     print(f"Cost on {VIDEO.name} ({n} frames, both hands, median of {repeats}, ms per source frame):")
     for name, ms in per.items():
         print(f"  {name:7s} {ms:6.2f} ms   ratio to tracking {ms / per['track']:.3f}")
 
     rot = cam[1]
-    print(f"World frame on {VIDEO.name}: head rotation over the clip {rot.total_angle_deg():.1f} deg (max {rot.max_angle_deg():.1f}), pairs solved {rot.ok[1:].mean():.0%}")
+    print(
+        f"World frame on {VIDEO.name}: head rotation over the clip {rot.total_angle_deg():.1f} deg (max {rot.max_angle_deg():.1f}), pairs solved {rot.ok[1:].mean():.0%}"
+    )
     for side in ("left", "right"):
         hand = tracks.hands[side]
-        space = camera_space_keypoints(hand.keypoints_2d.reshape(-1, 21, 3), hand.keypoints_3d.reshape(-1, 21, 3), hand.valid, cam[0])
+        space = camera_space_keypoints(
+            hand.keypoints_2d.reshape(-1, 21, 3), hand.keypoints_3d.reshape(-1, 21, 3), hand.valid, cam[0]
+        )
         wrist = space.keypoints[:, 0]
         fixed = compensate_rotation(space.keypoints, rot.rotations)[:, 0]
         ok = space.valid
@@ -117,7 +126,9 @@ def cost_and_world_frame(repeats: int) -> None:
             f"{spread_fixed:.1f} cm head-rotation compensated; angle off the first camera's axis at its last frame "
             f"{direction[0]:.0f} -> {direction[1]:.0f} deg"
         )
-    print(f"  stored motion: frame {record.coordinate_frame}, jitter {record.jitter_translation:.1f} m/s^2 / {record.jitter_rotation:.1f} rad/s^2")
+    print(
+        f"  stored motion: frame {record.coordinate_frame}, jitter {record.jitter_translation:.1f} m/s^2 / {record.jitter_rotation:.1f} rad/s^2"
+    )
 
 
 def main() -> None:

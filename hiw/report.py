@@ -15,7 +15,20 @@ from rich.table import Table
 from hiw.flows.build import BuildSummary, Progress
 from hiw.schemas import ClipRecord
 
-STAGE_ORDER = ["discover", "probe", "plan", "load", "decode", "track", "filter", "camera", "motion", "quality", "annotate", "write"]
+STAGE_ORDER = [
+    "discover",
+    "probe",
+    "plan",
+    "load",
+    "decode",
+    "track",
+    "filter",
+    "camera",
+    "motion",
+    "quality",
+    "annotate",
+    "write",
+]
 
 
 def print_summary(summary: BuildSummary, console: Console) -> None:

@@ -58,7 +58,9 @@ def motion_settings(cfg: BuildConfig) -> MotionSettings:
 
 def quality_settings(cfg: BuildConfig) -> quality.QualitySettings:
     return quality.QualitySettings(
-        max_jitter_translation=cfg.max_jitter_translation, max_jitter_rotation=cfg.max_jitter_rotation, min_motion_s=cfg.min_motion_s
+        max_jitter_translation=cfg.max_jitter_translation,
+        max_jitter_rotation=cfg.max_jitter_rotation,
+        min_motion_s=cfg.min_motion_s,
     )
 
 
@@ -174,7 +176,7 @@ def motion_record(
         hand_model=result.hand_model,
         coordinate_frame=result.coordinate_frame,
         intrinsics=f"{K.fx:.1f},{K.fy:.1f},{K.cx:.1f},{K.cy:.1f} ({K.source})" if K else None,
-        processing=settings.describe(),
+        processing=settings.describe(result.fitted),
         camera_rotations=result.camera_rotations.reshape(-1, 9),
         head_rotation_deg=result.head_rotation_deg,
         swapped_frames=result.swapped_frames,

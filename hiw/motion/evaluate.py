@@ -52,7 +52,9 @@ def fit_error(joints: np.ndarray, settings: FitSettings | None = None) -> tuple[
     return float(np.linalg.norm(fit.keypoints - keypoints, axis=-1).mean() * 1000), ms
 
 
-def robustness(joints: np.ndarray, noise_mm: float, drop: float, seed: int = 0, fps: float = FPHAB_FPS) -> tuple[float, float, float]:
+def robustness(
+    joints: np.ndarray, noise_mm: float, drop: float, seed: int = 0, fps: float = FPHAB_FPS
+) -> tuple[float, float, float]:
     """(noisy input error mm, pipeline output error mm, coverage) for one right-hand sequence."""
     rng = np.random.default_rng(seed)
     noisy = (joints + rng.normal(0, noise_mm / 1000, joints.shape)).astype(np.float32)

@@ -119,7 +119,12 @@ def fit_hand(model: HandModel, keypoints: np.ndarray, valid: np.ndarray, setting
     out_transl = np.full((n, 3), np.nan, np.float32)
     out_joints = np.full(keypoints.shape, np.nan, np.float32)
     out_err = np.full(n, np.nan, np.float32)
-    out_rot[idx], out_transl[idx], out_joints[idx], out_err[idx] = rot.numpy(), transl.detach().numpy(), joints.numpy(), err.numpy()
+    out_rot[idx], out_transl[idx], out_joints[idx], out_err[idx] = (
+        rot.numpy(),
+        transl.detach().numpy(),
+        joints.numpy(),
+        err.numpy(),
+    )
     return FitResult(out_rot, out_transl, betas.detach().numpy().copy(), out_joints, out_err, valid)
 
 

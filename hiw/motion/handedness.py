@@ -46,7 +46,9 @@ def swap_frames(left: np.ndarray, right: np.ndarray, left_valid: np.ndarray, rig
     return swap & seen
 
 
-def _left_is_right(left: np.ndarray, right: np.ndarray, left_valid: np.ndarray, right_valid: np.ndarray, swap: np.ndarray) -> bool:
+def _left_is_right(
+    left: np.ndarray, right: np.ndarray, left_valid: np.ndarray, right_valid: np.ndarray, swap: np.ndarray
+) -> bool:
     """After applying ``swap``, is the 'left' track on average right of the 'right' one (x = column 0)?"""
     lx = np.where(swap, right[:, 0], left[:, 0])[np.where(swap, right_valid, left_valid)]
     rx = np.where(swap, left[:, 0], right[:, 0])[np.where(swap, left_valid, right_valid)]

@@ -43,8 +43,9 @@ class MotionSettings:
     fit: FitSettings = field(default_factory=FitSettings)
     temporal: TemporalSettings = field(default_factory=TemporalSettings)
 
-    def describe(self) -> str:
-        return f"fit {self.fit.describe()}; {self.temporal.describe()}; resample {self.fps:g} fps"
+    def describe(self, fitted: bool = True) -> str:
+        source = f"fit {self.fit.describe()}" if fitted else "parameters as given"
+        return f"{source}; {self.temporal.describe()}; resample {self.fps:g} fps"
 
 
 @dataclass
@@ -69,6 +70,7 @@ class ClipMotion:
     head_rotation_deg: float
     swapped_frames: int
     dropped_frames: int  # observations removed as impossible (NaN, absurd bone lengths, behind the camera)
+    fitted: bool  # parameters come from the fit (False: precomputed parameters)
 
     @property
     def n_frames(self) -> int:
@@ -184,7 +186,8 @@ def process_motion(
         hands[side] = _hand_motion(model, seq, betas, kp2d, hand_valid=ok, error=error, positions=positions)
     cam_canonical = cam_rot[np.clip(np.round(positions).astype(int), 0, n - 1)]
     head = float(np.degrees(np.arccos(np.clip((np.trace(cam_rot[-1]) - 1) / 2, -1, 1)))) if n else 0.0
-    return ClipMotion(hands, settings.fps, model_name_for(model_name), frame, cam_canonical, head, swapped, dropped)
+    fitted = tracks.params is None
+    return ClipMotion(hands, settings.fps, model_name_for(model_name), frame, cam_canonical, head, swapped, dropped, fitted)
 
 
 def model_name_for(name: str) -> str:
