@@ -59,7 +59,8 @@ def fphab_accuracy(stride: int) -> None:
             print(f"  {i + 1}/{len(files)} sequences, {time.perf_counter() - started:.0f} s", file=sys.stderr)
     print(f"F-PHAB sequences: {len(fit_mm)} (every {stride}th of {len(files) * stride}; {skipped} empty or < 10 frames skipped)")
     print(
-        f"  fit error (open skeleton, keypoints -> parameters -> FK): mean {np.mean(fit_mm):.2f} mm, p95 {np.percentile(fit_mm, 95):.2f} mm"
+        f"  fit error (open skeleton, keypoints -> parameters -> FK): mean {np.mean(fit_mm):.2f} mm, "
+        f"p95 {np.percentile(fit_mm, 95):.2f} mm"
     )
     ratio = np.mean(out_mm) / np.mean(noisy_mm)
     print(
@@ -108,7 +109,8 @@ def cost_and_world_frame(repeats: int) -> None:
 
     rot = cam[1]
     print(
-        f"World frame on {VIDEO.name}: head rotation over the clip {rot.total_angle_deg():.1f} deg (max {rot.max_angle_deg():.1f}), pairs solved {rot.ok[1:].mean():.0%}"
+        f"World frame on {VIDEO.name}: head rotation over the clip {rot.total_angle_deg():.1f} deg "
+        f"(max {rot.max_angle_deg():.1f}), pairs solved {rot.ok[1:].mean():.0%}"
     )
     for side in ("left", "right"):
         hand = tracks.hands[side]
@@ -127,7 +129,8 @@ def cost_and_world_frame(repeats: int) -> None:
             f"{direction[0]:.0f} -> {direction[1]:.0f} deg"
         )
     print(
-        f"  stored motion: frame {record.coordinate_frame}, jitter {record.jitter_translation:.1f} m/s^2 / {record.jitter_rotation:.1f} rad/s^2"
+        f"  stored motion: frame {record.coordinate_frame}, "
+        f"jitter {record.jitter_translation:.1f} m/s^2 / {record.jitter_rotation:.1f} rad/s^2"
     )
 
 

@@ -7,7 +7,6 @@ the hands and how far its wrists are from the truth: an end-to-end check with no
 from __future__ import annotations
 
 import json
-
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -199,7 +199,8 @@ def motion_quality(motion: MotionRecord, cfg: BuildConfig) -> None:
     if both < cfg.min_both_hands_frac:  # frames can be lost after tracking (failed PnP, impossible hands)
         raise StageError(
             "both_hands_rarely_valid",
-            f"both hands have motion in {both:.0%} of frames after repair and fitting; min_both_hands_frac={cfg.min_both_hands_frac:g}",
+            f"both hands have motion in {both:.0%} of frames after repair and fitting; "
+            f"min_both_hands_frac={cfg.min_both_hands_frac:g}",
         )
     quality.check(
         quality.QualityMetrics(motion.jitter_translation, motion.jitter_rotation, motion.motion_s), quality_settings(cfg)

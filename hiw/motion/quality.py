@@ -71,10 +71,12 @@ def check(metrics: QualityMetrics, settings: QualitySettings) -> None:
     if metrics.jitter_translation > settings.max_jitter_translation:
         raise StageError(
             "jitter_translation",
-            f"top-3 wrist acceleration {metrics.jitter_translation:.1f} m/s^2 > max_jitter_translation={settings.max_jitter_translation:g}",
+            f"top-3 wrist acceleration {metrics.jitter_translation:.1f} m/s^2 > "
+            f"max_jitter_translation={settings.max_jitter_translation:g}",
         )
     if metrics.jitter_rotation > settings.max_jitter_rotation:
         raise StageError(
             "jitter_rotation",
-            f"top-3 angular acceleration {metrics.jitter_rotation:.1f} rad/s^2 > max_jitter_rotation={settings.max_jitter_rotation:g}",
+            f"top-3 angular acceleration {metrics.jitter_rotation:.1f} rad/s^2 > "
+            f"max_jitter_rotation={settings.max_jitter_rotation:g}",
         )
