@@ -58,6 +58,18 @@ def test_facts_measure_direction_speed_and_grip():
     assert hand_facts("left", _hand(30, fps, valid=np.zeros(30, bool)), fps).visible_frac == 0
 
 
+def test_facts_from_metric_3d_when_there_is_no_image_track():
+    fps = 15.0
+    seq = _hand(30, fps, curl=0.5)
+    seq.keypoints_3d = seq.keypoints_3d + (np.arange(30) / fps * 0.1)[:, None, None] * np.array([0.0, 0.0, 1.0])  # 10 cm/s
+    seq.keypoints_2d[:] = np.nan  # precomputed tracks: 3D only
+    facts = hand_facts("right", seq, fps)
+    assert facts.moving and abs(facts.speed_m_s - 0.1) < 0.005
+    assert facts.directions == () and facts.grip == "grasp"  # no direction words in an unknown world frame
+    text, _ = describe([facts, hand_facts("left", _hand(30, fps, valid=np.zeros(30, bool)), fps)])
+    assert "The right hand moves slowly (about 10 cm/s)" in text and "displacement" not in text, text
+
+
 def test_caption_states_what_the_tracks_show():
     fps = 15.0
     facts = [

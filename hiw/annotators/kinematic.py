@@ -36,7 +36,9 @@ def _hand_sentence(f: HandFacts) -> tuple[str, list[str]]:
     seen = "" if f.visible_frac >= 0.95 else f", visible in {f.visible_frac:.0%} of frames,"
     verbs: list[str] = []
     if f.moving:
-        where = f" {' and '.join(f.directions)}" if f.directions else " around without net displacement"
+        where = f" {' and '.join(f.directions)}" if f.directions else ""
+        if not f.directions and f.directions_known:
+            where = " around without net displacement"
         text = f"The {f.side} hand{seen} moves{where} {_pace(f.speed_m_s)}"
         verbs.append("move")
     else:

@@ -46,18 +46,28 @@ class HandFacts:
     speed_m_s: float = 0.0
     directions: tuple[str, ...] = ()
     grip: str | None = None  # "grasp", "release", "grasp_release", "release_grasp"
+    directions_known: bool = True  # False: 3D-only tracks in a world frame whose axes have no names
 
 
 def hand_facts(side: str, seq: HandSequence, fps: float) -> HandFacts:
+    """Facts from the image track when there is one; else (precomputed 3D) from the metric wrist, without directions."""
     visible = float(seq.valid.mean()) if len(seq.valid) else 0.0
-    valid = seq.valid & np.isfinite(seq.keypoints_2d[:, 0, 0])  # frames made by gap filling have no 2D
+    in_image = seq.valid & np.isfinite(seq.keypoints_2d[:, 0, 0])  # frames made by gap filling have no 2D
+    in_space = seq.valid & np.isfinite(seq.keypoints_3d).all(axis=(1, 2))
+    valid = in_image if in_image.sum() >= 3 else in_space
     if valid.sum() < 3:
         return HandFacts(side=side, visible_frac=visible)
-    kp2d, kp3d = seq.keypoints_2d[valid, :, :2], seq.keypoints_3d[valid]
+    kp3d = seq.keypoints_3d[valid]
     palm_m = np.linalg.norm(kp3d[:, MIDDLE_MCP] - kp3d[:, WRIST], axis=-1)
-    palm_px = np.linalg.norm(kp2d[:, MIDDLE_MCP] - kp2d[:, WRIST], axis=-1)
-    px_per_m = float(np.median(palm_px / np.maximum(palm_m, 1e-4)))
-    wrist_m = kp2d[:, WRIST] / max(px_per_m, 1e-6)
+    directions: tuple[str, ...] = ()
+    if valid is in_image:
+        kp2d = seq.keypoints_2d[valid, :, :2]
+        palm_px = np.linalg.norm(kp2d[:, MIDDLE_MCP] - kp2d[:, WRIST], axis=-1)
+        px_per_m = float(np.median(palm_px / np.maximum(palm_m, 1e-4)))
+        wrist_m = kp2d[:, WRIST] / max(px_per_m, 1e-6)
+        directions = _directions(wrist_m, palm_px)
+    else:  # which way is "up" depends on the source's world frame: no direction words
+        wrist_m = kp3d[:, WRIST]
     times = np.flatnonzero(valid) / fps
     steps = np.diff(times)
     contiguous = steps < 1.5 / fps  # speed only across neighbouring valid frames
@@ -68,7 +78,8 @@ def hand_facts(side: str, seq: HandSequence, fps: float) -> HandFacts:
         visible_frac=visible,
         moving=speed >= MOVING_SPEED,
         speed_m_s=speed,
-        directions=_directions(wrist_m, palm_px),
+        directions=directions,
+        directions_known=valid is in_image,
         grip=_grip(kp3d, palm_m),
     )
 
