@@ -133,6 +133,30 @@ def fix_handedness(tracks: ClipTracks, jump_px: float) -> tuple[ClipTracks, int]
     return replace(tracks, hands=hands, params=params), int(swap.sum())
 
 
+def _observations(tracks: ClipTracks, intrinsics: Intrinsics | None) -> tuple[dict, str, int]:
+    """Per hand (mano21 keypoints, usable frames, 2D keypoints), their coordinate frame, and frames dropped.
+
+    Hand-centred tracks are placed in camera space by PnP when intrinsics are known; frames with NaNs,
+    a failed PnP or an impossible hand size (or NaN precomputed parameters) are not usable.
+    """
+    n = tracks.n_frames
+    to_camera = tracks.coordinate_frame == "hand_centred" and intrinsics is not None
+    observed, dropped = {}, 0
+    for side in HANDS:
+        hand = tracks.hands[side]
+        kp3d = hand.keypoints_3d.reshape(n, 21, 3)
+        kp2d = hand.keypoints_2d.reshape(n, 21, 3)
+        valid = hand.valid & np.isfinite(kp3d).all(axis=(1, 2))
+        if to_camera:
+            cam = camera_space_keypoints(kp2d, kp3d, valid, intrinsics)
+            kp3d, valid = cam.keypoints, cam.valid
+        keypoints = to_mano21(kp3d, "openpose21")
+        ok = plausible_frames(keypoints, valid) if tracks.params is None else hand.valid & finite_params(tracks.params[side])
+        dropped += int((hand.valid & ~ok).sum())
+        observed[side] = (keypoints, ok, kp2d)
+    return observed, "camera" if to_camera else tracks.coordinate_frame, dropped
+
+
 def process_motion(
     tracks: ClipTracks,
     settings: MotionSettings,
@@ -143,22 +167,7 @@ def process_motion(
     """Both hands of a clip -> parameters at ``settings.fps`` (see the module docstring)."""
     tracks, swapped = fix_handedness(tracks, jump_px=0.15 * image_width)
     n = tracks.n_frames
-    frame = tracks.coordinate_frame
-    observed, dropped = {}, 0
-    for side in HANDS:
-        hand = tracks.hands[side]
-        kp3d = hand.keypoints_3d.reshape(n, 21, 3)
-        kp2d = hand.keypoints_2d.reshape(n, 21, 3)
-        valid = hand.valid & np.isfinite(kp3d).all(axis=(1, 2))
-        if frame == "hand_centred" and intrinsics is not None:
-            cam = camera_space_keypoints(kp2d, kp3d, valid, intrinsics)
-            kp3d, valid = cam.keypoints, cam.valid
-        keypoints = to_mano21(kp3d, "openpose21")
-        ok = plausible_frames(keypoints, valid) if tracks.params is None else hand.valid & finite_params(tracks.params[side])
-        dropped += int((hand.valid & ~ok).sum())
-        observed[side] = (keypoints, ok, kp2d)
-    if frame == "hand_centred" and intrinsics is not None:
-        frame = "camera"
+    observed, frame, dropped = _observations(tracks, intrinsics)
     cam_rot = np.broadcast_to(np.eye(3, dtype=np.float32), (n, 3, 3))
     if rotations is not None and settings.compensate_head_rotation and frame == "camera":
         cam_rot = rotations.rotations
