@@ -194,7 +194,7 @@ def process_motion(
         seq = resample(smooth(fill_gaps(seq, max_gap), tracks.fps, settings.temporal), positions)
         hands[side] = _hand_motion(model, seq, betas, kp2d, hand_valid=ok, error=error, positions=positions)
     cam_canonical = cam_rot[np.clip(np.round(positions).astype(int), 0, n - 1)]
-    head = float(np.degrees(np.arccos(np.clip((np.trace(cam_rot[-1]) - 1) / 2, -1, 1)))) if n else 0.0
+    head = rotations.total_angle_deg() if frame == "camera_rotation_compensated" else 0.0
     fitted = tracks.params is None
     return ClipMotion(hands, settings.fps, model_name_for(model_name), frame, cam_canonical, head, swapped, dropped, fitted)
 
