@@ -1,4 +1,4 @@
-"""The `hiw` command: build, query, demo.
+"""The `hiw` command: build, query, demo, eval-fit, and `hiw shift ...` (the motion tokenizer).
 
 Exit codes: 0 success (a build with rejects included), 1 a failure while running, 2 a usage or
 configuration error (one line on stderr, no traceback).
@@ -177,6 +177,149 @@ def eval_fit(
     if results[0].ratio is not None:
         ratio = np.mean([r.processed_mm for r in results]) / np.mean([r.noisy_mm for r in results])
         console.print(f"ratio={ratio:.3f}", highlight=False)
+
+
+shift_app = typer.Typer(no_args_is_help=True, help="SHIFT motion tokenizer: train, tokenize, reconstruct, eval.")
+app.add_typer(shift_app, name="shift")
+
+DataOpt = Annotated[str, typer.Option("--data", help="'procedural' or a built dataset root (hiw build --out)")]
+RunOpt = Annotated[Path, typer.Option("--run", help="run folder (its latest checkpoint) or a checkpoint file")]
+ClipsOpt = Annotated[int, typer.Option("--clips", help="procedural data: clips generated (80% train, 10% val, 10% test)")]
+DataSeedOpt = Annotated[int, typer.Option("--data-seed", help="procedural data: generator seed")]
+DEFAULT_RUN = Path("hiw-runs/shift")
+
+
+def _data_source(spec: str | None, clips: int, seed: int):
+    from hiw.data.sources import DataSource
+
+    return None if spec is None else DataSource.parse(spec, clips, seed)
+
+
+def _shift_job(job, *args: Any, **kwargs: Any) -> Any:
+    """Run a tokenizer flow; usage errors exit 2, failures 1, both as one line."""
+    try:
+        return job(*args, **kwargs)
+    except ConfigError as err:
+        fail(err, EXIT_USAGE)
+    except (HiwError, ValueError) as err:
+        fail(err, EXIT_FAILURE)
+
+
+@shift_app.command("train")
+def shift_train(
+    data: DataOpt = "procedural",
+    preset: Annotated[
+        str, typer.Option(help="model and schedule size: tiny (CPU, minutes) or paper (4096x64 codebooks, width 512)")
+    ] = "tiny",
+    variant: Annotated[
+        str, typer.Option(help="shift (traj + pose VQ-VAEs), single (one VQ-VAE over 198), lr (per hand)")
+    ] = "shift",
+    run: Annotated[Path, typer.Option("--run", help="run folder: checkpoints, metrics.jsonl, run.json")] = DEFAULT_RUN,
+    steps: Annotated[int | None, typer.Option(help="total optimizer steps (the preset's if not given)")] = None,
+    batch: Annotated[int | None, typer.Option(help="windows per step (the preset's if not given)")] = None,
+    lr: Annotated[float | None, typer.Option(help="AdamW learning rate (the preset's if not given)")] = None,
+    seed: Annotated[int, typer.Option(help="seed of initialisation and batch sampling")] = 0,
+    clips: ClipsOpt = 2000,
+    data_seed: DataSeedOpt = 0,
+    device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), or a torch device name")] = "auto",
+    fresh: Annotated[bool, typer.Option("--fresh", help="discard the run folder's checkpoints instead of resuming")] = False,
+) -> None:
+    """Train the tokenizer; resumes from the run folder's latest checkpoint when there is one."""
+    from hiw.flows.shift import train_with_progress
+    from hiw.models import runs
+
+    if variant not in ("shift", "single", "lr"):
+        fail(ConfigError(f"--variant must be shift, single or lr (got {variant!r})"), EXIT_USAGE)
+    try:
+        source = _data_source(data, clips, data_seed)
+        config = runs.model_config(preset, variant)
+        settings = runs.train_settings(preset, steps=steps, batch=batch, lr=lr, seed=seed)
+    except ConfigError as err:
+        fail(err, EXIT_USAGE)
+    console.print(f"training {variant} ({preset}) on {source.describe()} for {settings.steps} steps -> {run}", highlight=False)
+
+    def show(m: dict[str, float]) -> None:
+        books = "  ".join(f"{k[:-11]} ppl {v:.1f}" for k, v in m.items() if k.endswith("_perplexity"))
+        console.print(
+            f"step {m['step']}/{settings.steps}  loss {m['loss']:.4f}  recon {m['recon']:.4f}  vel {m['velocity']:.4f}  "
+            f"commit {m['commit']:.4f}  {books}  {m['sequences_per_s']:.1f} seq/s",
+            highlight=False,
+        )
+
+    result = _shift_job(
+        train_with_progress, show, run_dir=run, source=source, config=config, settings=settings, device=device, fresh=fresh
+    )
+    if result.resumed_from:
+        console.print(f"resumed from step {result.resumed_from}", highlight=False)
+    skipped = ", ".join(f"{n} {k}" for k, n in sorted(result.skipped.items())) or "none"
+    console.print(
+        f"checkpoint {result.checkpoint} (step {result.step}); {result.sequences_per_s:.1f} seq/s; skipped: {skipped}",
+        highlight=False,
+    )
+
+
+@shift_app.command("tokenize")
+def shift_tokenize(
+    run: RunOpt = DEFAULT_RUN,
+    data: Annotated[str | None, typer.Option("--data", help="data to tokenize (default: what the run trained on)")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="where tokens/ goes (default: the dataset root, or the run folder)")
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="only this split (train|val|test); default all")] = None,
+    clips: ClipsOpt = 2000,
+    data_seed: DataSeedOpt = 0,
+) -> None:
+    """Write the tokens table: per clip the interleaved (left-traj, left-pose, right-traj, right-pose) stream."""
+    from hiw.flows.shift import tokenize_flow
+
+    try:
+        source = _data_source(data, clips, data_seed)
+    except ConfigError as err:
+        fail(err, EXIT_USAGE)
+    result = _shift_job(tokenize_flow, run, source, out, split)
+    skipped = ", ".join(f"{n} {k}" for k, n in sorted(result.skipped.items())) or "none"
+    console.print(
+        f"{result.rows} clips tokenized by {result.checkpoint_id} -> {result.path}; skipped: {skipped}", highlight=False
+    )
+
+
+@shift_app.command("reconstruct")
+def shift_reconstruct(
+    run: RunOpt = DEFAULT_RUN,
+    out: Annotated[Path | None, typer.Option("--out", help="folder holding tokens/ (default as for tokenize)")] = None,
+) -> None:
+    """Decode the checkpoint's tokens table back to per-hand parameters (the reconstructions table)."""
+    from hiw.flows.shift import reconstruct_flow
+
+    result = _shift_job(reconstruct_flow, run, out)
+    console.print(f"{result.rows} clips reconstructed -> {result.path}", highlight=False)
+
+
+@shift_app.command("eval")
+def shift_eval(
+    run: RunOpt = DEFAULT_RUN,
+    data: Annotated[str | None, typer.Option("--data", help="data to evaluate on (default: what the run trained on)")] = None,
+    split: Annotated[str, typer.Option(help="train|val|test")] = "test",
+    clips: ClipsOpt = 2000,
+    data_seed: DataSeedOpt = 0,
+) -> None:
+    """Reconstruction metrics on held-out data; the last line is mpjpe_mm=<value>."""
+    from hiw.flows.shift import eval_flow
+
+    if split not in ("train", "val", "test"):
+        fail(ConfigError(f"--split must be train, val or test (got {split!r})"), EXIT_USAGE)
+    try:
+        source = _data_source(data, clips, data_seed)
+    except ConfigError as err:
+        fail(err, EXIT_USAGE)
+    report = _shift_job(eval_flow, run, source, split)
+    skipped = ", ".join(f"{n} {k}" for k, n in sorted(report.skipped.items())) or "none"
+    console.print(f"{report.variant} {report.checkpoint_id} step {report.step} on {report.data}", highlight=False)
+    console.print(f"sequences={report.sequences} hand_frames={report.frames} skipped: {skipped}", highlight=False)
+    for name, book in report.codebooks.items():
+        console.print(f"codebook {name}: usage={book.usage:.3f} perplexity={book.perplexity:.1f}", highlight=False)
+    console.print(f"accel_mm={report.accel_mm:.3f}", highlight=False)
+    console.print(f"mpjpe_mm={report.mpjpe_mm:.3f}", highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -47,6 +47,7 @@ from hiw.motion.open_skeleton import RIGHT_REST
 from hiw.motion.temporal import ParamSequence
 from hiw.schemas import HANDS
 
+VERSION = "procedural-v1"  # bump when a change alters what generate() returns for a seed
 ACTIONS = ("reach", "grasp", "release", "wave", "rotate", "tap", "type")
 
 # Verbs for each action, base form, without objects (the labels conjugate them for one hand).

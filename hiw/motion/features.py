@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hiw.motion.rotations import matrix_to_6d
+from hiw.motion.rotations import matrix_to_6d, sixd_to_matrix
 from hiw.schemas import HANDS
 
 HAND_FEATURES = 99
@@ -45,3 +45,12 @@ def motion_features(
         feats[~valid[side]] = 0.0
         parts.append(feats)
     return np.concatenate(parts, axis=1).astype(np.float32), np.stack([valid[s] for s in HANDS], axis=1)
+
+
+def hand_params(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse of ``hand_features`` for any leading shape: (..., 99) -> rotations (..., 16, 3, 3), transl (..., 3).
+
+    The 6D parts are orthonormalised (Gram-Schmidt), so decoder outputs become proper rotations.
+    """
+    sixd = features[..., : HAND_FEATURES - 3].reshape(*features.shape[:-1], 16, 6)
+    return sixd_to_matrix(sixd), features[..., HAND_FEATURES - 3 :]

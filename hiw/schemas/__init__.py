@@ -11,17 +11,22 @@ from hiw.schemas.records import (
     HandTrack,
     MotionRecord,
     Narration,
+    ReconstructionRecord,
     Reject,
+    TokenRecord,
     VideoSource,
 )
 
 # Table name -> record model: the tables every build writes.
 TABLES = {"clips": ClipRecord, "motion": MotionRecord, "captions": Caption, "rejects": Reject}
+# Tables written later by the motion tokenizer's flows (``hiw shift tokenize|reconstruct``), one file per checkpoint.
+DERIVED_TABLES = {"tokens": TokenRecord, "reconstructions": ReconstructionRecord}
 
 __all__ = [
     "HANDS",
     "KEYPOINT_WIDTH",
     "N_KEYPOINTS",
+    "DERIVED_TABLES",
     "TABLES",
     "Caption",
     "ClipRecord",
@@ -29,7 +34,9 @@ __all__ = [
     "HandTrack",
     "MotionRecord",
     "Narration",
+    "ReconstructionRecord",
     "Reject",
+    "TokenRecord",
     "VideoSource",
     "arrow_schema",
     "to_table",

@@ -2,6 +2,8 @@
 
 Tables of a build: ``clips`` (ClipRecord), ``motion`` (MotionRecord), ``captions`` (Caption),
 ``rejects`` (Reject). VideoSource, Narration, ClipSpec and HandTrack are in-flight records.
+Tables the motion tokenizer derives from a build: ``tokens`` (TokenRecord), ``reconstructions``
+(ReconstructionRecord).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import numpy as np
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from hiw.schemas.arrays import FrameArray, FrameMask, FrameValues
@@ -197,4 +200,58 @@ class Reject(Record):
     source_path: str
     video_id: str | None = None
     clip_id: str | None = None
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+class TokenRecord(Record):
+    """Row of the ``tokens`` table: one clip's motion as tokenizer codes, with the lineage to decode them.
+
+    ``tokens`` is step-major: for each token step (``frames_per_step`` frames) one code per ``stream`` entry,
+    e.g. SHIFT's [left-traj, left-pose, right-traj, right-pose]; each code indexes its own codebook.
+    """
+
+    clip_id: str
+    fps: float
+    n_frames: int
+    n_steps: int
+    frames_per_step: int
+    stream: list[str]
+    tokens: Annotated[list[int], pa.list_(pa.int32())]
+    left_step_valid: Mask
+    right_step_valid: Mask
+    origin: list[float] = Field(description="translation (m) subtracted before tokenizing; reconstruct adds it back")
+    text: str
+    variant: str
+    codebook_size: int
+    codebook_id: str = Field(description="hash of the codebooks' values")
+    checkpoint_id: str = Field(description="hash of the checkpoint file")
+    checkpoint_step: int
+    checkpoint_path: str
+    dataset: str = Field(description="fingerprint of the data that was tokenized")
+    stats_id: str = Field(description="the feature mean/std used for normalisation")
+    code_version: str
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+class ReconstructionRecord(Record):
+    """Row of the ``reconstructions`` table: tokens decoded back to per-hand parameters.
+
+    Same conventions as ``motion`` (axis-angle, MANO joint order, metres, the clip's coordinate frame);
+    frames outside ``*_valid`` are NaN.
+    """
+
+    clip_id: str
+    fps: float
+    n_frames: int
+    left_valid: Mask
+    left_global_orient: Annotated[np.ndarray, FrameArray(3)]
+    left_hand_pose: Annotated[np.ndarray, FrameArray(45)]
+    left_transl: Annotated[np.ndarray, FrameArray(3)]
+    right_valid: Mask
+    right_global_orient: Annotated[np.ndarray, FrameArray(3)]
+    right_hand_pose: Annotated[np.ndarray, FrameArray(45)]
+    right_transl: Annotated[np.ndarray, FrameArray(3)]
+    checkpoint_id: str
+    codebook_id: str
+    code_version: str
     created_at: datetime = Field(default_factory=utc_now)

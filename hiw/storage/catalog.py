@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 
 from hiw.errors import ConfigError
-from hiw.schemas import TABLES
+from hiw.schemas import DERIVED_TABLES, TABLES
 from hiw.storage.tables import TABLES_DIR, table_glob
 
 CATALOG_FILE = "catalog.duckdb"
@@ -23,9 +23,10 @@ def write_catalog(root: Path) -> Path:
     tmp = path.with_name(f".{CATALOG_FILE}.tmp")
     tmp.unlink(missing_ok=True)
     with duckdb.connect(str(tmp)) as con:
-        for name in TABLES:
+        derived = [name for name in DERIVED_TABLES if any(table_glob(root, name).parent.glob("*.parquet"))]
+        for name in [*TABLES, *derived]:
             glob = str(table_glob(root, name)).replace("'", "''")
-            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{glob}')")
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{glob}', union_by_name = true)")
         con.execute("CREATE TABLE hiw_catalog AS SELECT ? AS root", [str(root)])
     tmp.replace(path)
     return path

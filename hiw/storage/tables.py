@@ -15,14 +15,34 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from hiw.schemas import TABLES, to_table
+from hiw.schemas import DERIVED_TABLES, TABLES, to_table
+from hiw.schemas.ids import file_digest, stable_hash
 
 TABLES_DIR = "tables"
 ROW_GROUP_ROWS = 256  # motion rows are large (two hands x frames x 126 floats); keep groups ~tens of MB
 
 
 def table_glob(root: Path, name: str) -> Path:
+    """Where a table's files live: build tables under ``tables/`` (swapped as a whole on rebuild), derived
+    tables (``DERIVED_TABLES``) in their own folder, one file per producer (e.g. per checkpoint)."""
+    if name in DERIVED_TABLES:
+        return root / name / "*.parquet"
     return root / TABLES_DIR / name / "*.parquet"
+
+
+def tables_fingerprint(root: Path, names: tuple[str, ...] = ("motion",)) -> str:
+    """Content hash of a built dataset's table files: changes whenever a rebuild changes their bytes."""
+    files = sorted(p for name in names for p in table_glob(root, name).parent.glob("*.parquet"))
+    return "d_" + stable_hash([(p.parent.name, p.name, file_digest(p)) for p in files])
+
+
+def write_derived(root: Path, name: str, part: str, records: list[BaseModel]) -> Path:
+    """Write (or replace) one file of a derived table atomically: ``ROOT/<name>/<part>.parquet``."""
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{part}.parquet"
+    _write_atomic(to_table(DERIVED_TABLES[name], records), path)
+    return path
 
 
 def _write_atomic(table, path: Path) -> None:

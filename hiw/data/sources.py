@@ -1,0 +1,62 @@
+"""Where tokenizer training data comes from: ``procedural`` clips or a built dataset root (``hiw build --out``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from hiw.data import procedural
+from hiw.data.sequences import MotionSequence, dataset_sequences, procedural_sequences
+from hiw.errors import ConfigError
+
+STATS_FILE = Path("features") / "stats.json"
+
+
+class DataSource(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["procedural", "dataset"]
+    root: str | None = None  # dataset root, for kind == "dataset"
+    clips: int = 2000  # procedural: clips generated (80% of them train)
+    seed: int = 0  # procedural: generator seed
+
+    @classmethod
+    def parse(cls, spec: str, clips: int = 2000, seed: int = 0) -> DataSource:
+        """``procedural`` or the path of a built dataset."""
+        if spec == "procedural":
+            if clips < 1:
+                raise ConfigError(f"--clips must be at least 1 (got {clips})")
+            return cls(kind="procedural", clips=clips, seed=seed)
+        root = Path(spec).expanduser().resolve()
+        if not (root / "tables" / "motion").is_dir():
+            raise ConfigError(
+                f"--data must be 'procedural' or a built dataset root (no tables/motion under {root}; "
+                f"run `hiw build --out {spec}`)"
+            )
+        return cls(kind="dataset", root=str(root))
+
+    def describe(self) -> str:
+        return f"procedural (clips={self.clips}, seed={self.seed})" if self.kind == "procedural" else f"dataset {self.root}"
+
+    def fingerprint(self) -> str:
+        """Identifies the data's content: a rebuilt dataset or another generator version gets a new one."""
+        if self.kind == "procedural":
+            return f"{procedural.VERSION}-n{self.clips}-s{self.seed}"
+        from hiw.storage import tables_fingerprint
+
+        return tables_fingerprint(Path(self.root))
+
+    def load(self, split: str | None) -> list[MotionSequence]:
+        if self.kind == "procedural":
+            return procedural_sequences(self.clips, self.seed, split)
+        return dataset_sequences(Path(self.root), split)
+
+    def stats_path(self, run_dir: Path) -> Path:
+        """Statistics live with the dataset they describe; procedural data has no home but the run."""
+        return Path(self.root) / STATS_FILE if self.kind == "dataset" else run_dir / STATS_FILE
+
+    def default_out(self, run_dir: Path) -> Path:
+        """Where derived tables (tokens, reconstructions) go unless told: next to the data's own tables."""
+        return Path(self.root) if self.kind == "dataset" else run_dir

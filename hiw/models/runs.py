@@ -1,0 +1,157 @@
+"""The tokenizer's jobs as plain functions (the Prefect flows in ``hiw.flows.shift`` wrap them):
+feature statistics, training, tokenizing, reconstructing, evaluating.
+
+A job reads its data through a ``DataSource``; sequences unfit for the tokenizer are screened out and
+counted (``skipped`` in every result), never trained on or tokenized.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from hiw.data.sequences import Screened, screen
+from hiw.data.sources import DataSource
+from hiw.data.stats import LAYOUT, FeatureStats, compute_stats
+from hiw.errors import ConfigError
+from hiw.models.checkpoint import CHECKPOINTS, LoadedTokenizer, load_tokenizer
+from hiw.models.evaluate import EvalReport, evaluate
+from hiw.models.tokenizer import PRESETS, TokenizerConfig
+from hiw.models.tokens import reconstruction_records, token_records
+from hiw.models.train import METRICS_FILE, TRAIN_PRESETS, TrainResult, TrainSettings, pick_device, train
+from hiw.storage import TABLES_DIR, write_catalog, write_derived
+
+RUN_FILE = "run.json"
+
+
+def load_screened(source: DataSource, split: str | None, step: int) -> Screened:
+    return screen(source.load(split), min_frames=step)
+
+
+def feature_stats(source: DataSource, run_dir: Path, step: int = 4) -> FeatureStats:
+    """The data's mean/std over its train split: reused while the data is unchanged, recomputed when it changed."""
+    path = source.stats_path(run_dir)
+    fingerprint = source.fingerprint()
+    if path.is_file():
+        stats = FeatureStats.load(path)
+        if stats.dataset == fingerprint and stats.layout == LAYOUT:
+            return stats
+    screened = load_screened(source, "train", step)
+    if not screened.kept:
+        raise ConfigError(f"no usable training sequence in {source.describe()} ({screened.describe()})")
+    stats = compute_stats(screened.kept, fingerprint)
+    stats.save(path)
+    return stats
+
+
+def model_config(preset: str, variant: str) -> TokenizerConfig:
+    if preset not in PRESETS:
+        raise ConfigError(f"--preset must be one of {sorted(PRESETS)} (got {preset!r})")
+    return PRESETS[preset].model_copy(update={"variant": variant})
+
+
+def train_settings(preset: str, **overrides: Any) -> TrainSettings:
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for name in ("steps", "batch", "log_every", "checkpoint_every"):
+        if name in given and given[name] < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1 (got {given[name]})")
+    return TRAIN_PRESETS[preset].model_copy(update=given)
+
+
+def train_run(
+    run_dir: Path,
+    source: DataSource,
+    config: TokenizerConfig,
+    settings: TrainSettings,
+    device: str = "auto",
+    fresh: bool = False,
+    log: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    if fresh:
+        shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
+        (run_dir / METRICS_FILE).unlink(missing_ok=True)
+    torch_device = pick_device(device)
+    step = 2**config.down_t
+    stats = feature_stats(source, run_dir, step)
+    screened = load_screened(source, "train", step)
+    data = {
+        "source": source.model_dump(),
+        "fingerprint": stats.dataset,
+        "split": "train",
+        "sequences": len(screened.kept),
+        "skipped": dict(screened.skipped),
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = {"model": config.model_dump(), "settings": settings.model_dump(), "data": data, "device": str(torch_device)}
+    (run_dir / RUN_FILE).write_text(json.dumps(info, indent=1))
+    result = train(run_dir, config, settings, screened.kept, stats, data, torch_device, log)
+    result.skipped.update(screened.skipped)
+    return result
+
+
+def _source(loaded: LoadedTokenizer, source: DataSource | None) -> DataSource:
+    """The data to apply a checkpoint to: as given, else the data it was trained on."""
+    return source or DataSource(**loaded.state["data"]["source"])
+
+
+@dataclass
+class TableResult:
+    path: Path
+    rows: int
+    checkpoint_id: str
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def tokenize_run(
+    checkpoint: Path, source: DataSource | None = None, out: Path | None = None, split: str | None = None
+) -> TableResult:
+    """Write the ``tokens`` table of every (screened) sequence of ``source`` for this checkpoint."""
+    loaded = load_tokenizer(checkpoint, pick_device("auto"))
+    source = _source(loaded, source)
+    screened = load_screened(source, split, loaded.model.step)
+    rows = token_records(loaded, screened.kept, source.fingerprint())
+    out = out or source.default_out(_run_dir(loaded))
+    path = write_derived(out, "tokens", f"part-{loaded.checkpoint_id}", rows)
+    _refresh_catalog(out)
+    return TableResult(path, len(rows), loaded.checkpoint_id, dict(screened.skipped))
+
+
+def reconstruct_run(checkpoint: Path, out: Path | None = None) -> TableResult:
+    """Decode this checkpoint's ``tokens`` table (written by ``tokenize_run`` into ``out``) to ``reconstructions``."""
+    loaded = load_tokenizer(checkpoint, pick_device("auto"))
+    out = out or _source(loaded, None).default_out(_run_dir(loaded))
+    tokens = out / "tokens" / f"part-{loaded.checkpoint_id}.parquet"
+    if not tokens.is_file():
+        raise ConfigError(f"no tokens of checkpoint {loaded.checkpoint_id} under {out} (run `hiw shift tokenize` first)")
+    rows = pq.read_table(tokens).to_pylist()
+    path = write_derived(out, "reconstructions", f"part-{loaded.checkpoint_id}", reconstruction_records(loaded, rows))
+    _refresh_catalog(out)
+    return TableResult(path, len(rows), loaded.checkpoint_id)
+
+
+def eval_run(checkpoint: Path, source: DataSource | None = None, split: str = "test") -> EvalReport:
+    """Reconstruction metrics on one split (held-out ``test`` by default); also saved as ``eval-<split>.json``."""
+    loaded = load_tokenizer(checkpoint, pick_device("auto"))
+    source = _source(loaded, source)
+    screened = load_screened(source, split, loaded.model.step)
+    if not screened.kept:
+        raise ConfigError(f"no usable {split} sequence in {source.describe()} ({screened.describe()})")
+    report = evaluate(loaded, screened.kept, f"{source.describe()} [{split}]", dict(screened.skipped))
+    (_run_dir(loaded) / f"eval-{split}.json").write_text(report.model_dump_json(indent=1))
+    return report
+
+
+def _run_dir(loaded: LoadedTokenizer) -> Path:
+    return loaded.path.parent.parent
+
+
+def _refresh_catalog(out: Path) -> None:
+    """A dataset root's catalog gains views of the derived tables; a run folder has no catalog to refresh."""
+    if (out / TABLES_DIR).is_dir():
+        write_catalog(out)
