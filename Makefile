@@ -37,6 +37,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_build.py
 	$(PY) benchmarks/bench_motion.py
+	$(PY) benchmarks/bench_shift.py
 
 clean:
 	rm -rf $(VENV) .cache build *.egg-info

@@ -195,6 +195,16 @@ def _data_source(spec: str | None, clips: int, seed: int):
     return None if spec is None else DataSource.parse(spec, clips, seed)
 
 
+def _checkpoint(run: Path) -> Path:
+    """The checkpoint file of a run folder (or the file itself); checked before any flow starts."""
+    from hiw.models.checkpoint import resolve
+
+    try:
+        return resolve(run)
+    except ConfigError as err:
+        fail(err, EXIT_USAGE)
+
+
 def _shift_job(job, *args: Any, **kwargs: Any) -> Any:
     """Run a tokenizer flow; usage errors exit 2, failures 1, both as one line."""
     try:
@@ -227,6 +237,7 @@ def shift_train(
     """Train the tokenizer; resumes from the run folder's latest checkpoint when there is one."""
     from hiw.flows.shift import train_with_progress
     from hiw.models import runs
+    from hiw.models.train import pick_device
 
     if variant not in ("shift", "single", "lr"):
         fail(ConfigError(f"--variant must be shift, single or lr (got {variant!r})"), EXIT_USAGE)
@@ -234,6 +245,7 @@ def shift_train(
         source = _data_source(data, clips, data_seed)
         config = runs.model_config(preset, variant)
         settings = runs.train_settings(preset, steps=steps, batch=batch, lr=lr, seed=seed)
+        pick_device(device)  # before any flow starts
     except ConfigError as err:
         fail(err, EXIT_USAGE)
     console.print(f"training {variant} ({preset}) on {source.describe()} for {settings.steps} steps -> {run}", highlight=False)
@@ -276,7 +288,9 @@ def shift_tokenize(
         source = _data_source(data, clips, data_seed)
     except ConfigError as err:
         fail(err, EXIT_USAGE)
-    result = _shift_job(tokenize_flow, run, source, out, split)
+    if split not in (None, "train", "val", "test"):
+        fail(ConfigError(f"--split must be train, val or test (got {split!r})"), EXIT_USAGE)
+    result = _shift_job(tokenize_flow, _checkpoint(run), source, out, split)
     skipped = ", ".join(f"{n} {k}" for k, n in sorted(result.skipped.items())) or "none"
     console.print(
         f"{result.rows} clips tokenized by {result.checkpoint_id} -> {result.path}; skipped: {skipped}", highlight=False
@@ -291,7 +305,7 @@ def shift_reconstruct(
     """Decode the checkpoint's tokens table back to per-hand parameters (the reconstructions table)."""
     from hiw.flows.shift import reconstruct_flow
 
-    result = _shift_job(reconstruct_flow, run, out)
+    result = _shift_job(reconstruct_flow, _checkpoint(run), out)
     console.print(f"{result.rows} clips reconstructed -> {result.path}", highlight=False)
 
 
@@ -312,13 +326,14 @@ def shift_eval(
         source = _data_source(data, clips, data_seed)
     except ConfigError as err:
         fail(err, EXIT_USAGE)
-    report = _shift_job(eval_flow, run, source, split)
+    report = _shift_job(eval_flow, _checkpoint(run), source, split)
     skipped = ", ".join(f"{n} {k}" for k, n in sorted(report.skipped.items())) or "none"
     console.print(f"{report.variant} {report.checkpoint_id} step {report.step} on {report.data}", highlight=False)
     console.print(f"sequences={report.sequences} hand_frames={report.frames} skipped: {skipped}", highlight=False)
     for name, book in report.codebooks.items():
         console.print(f"codebook {name}: usage={book.usage:.3f} perplexity={book.perplexity:.1f}", highlight=False)
-    console.print(f"accel_mm={report.accel_mm:.3f}", highlight=False)
+    console.print(f"local_mpjpe_mm={report.local_mpjpe_mm:.3f}  (keypoints relative to the wrist)", highlight=False)
+    console.print(f"accel_mm={report.accel_mm:.3f}  (mm/frame^2)", highlight=False)
     console.print(f"mpjpe_mm={report.mpjpe_mm:.3f}", highlight=False)
 
 

@@ -28,6 +28,7 @@ class EvalReport(BaseModel):
     frames: int  # valid hand-frames compared
     skipped: dict[str, int]
     mpjpe_mm: float
+    local_mpjpe_mm: float  # keypoints relative to their wrist: articulation error without the trajectory
     accel_mm: float  # mm/frame^2
     codebooks: dict[str, CodebookReport]
 
@@ -50,6 +51,7 @@ def evaluate(loaded: LoadedTokenizer, sequences: Sequence[MotionSequence], data:
         frames=int(sum(s.mask.sum() for s in sequences)),
         skipped=skipped,
         mpjpe_mm=errors.mpjpe_mm,
+        local_mpjpe_mm=errors.local_mpjpe_mm,
         accel_mm=errors.accel_mm,
         codebooks=_codebooks(loaded, encoded),
     )

@@ -1,7 +1,8 @@
 """Reconstruction metrics in joint space: features -> rotations -> forward kinematics of each hand's skeleton.
 
 - MPJPE (mm): mean distance between the 21 reconstructed and original keypoints (wrist translation
-  included), over every valid frame of every hand.
+  included), over every valid frame of every hand; the local MPJPE measures the keypoints relative to
+  their wrist, i.e. the hand's articulation without its trajectory.
 - Acceleration error (mm/frame^2, the HMMR/VIBE convention, at the sequences' 15 fps): mean distance
   between reconstructed and original keypoint accelerations, over triples of consecutive valid frames.
 - Codebook usage (share of codes used) and perplexity (exp of the code entropy) over valid token steps.
@@ -31,13 +32,15 @@ class JointErrors:
     """Per-keypoint position and acceleration errors, accumulated sequence by sequence."""
 
     def __init__(self) -> None:
-        self.position_sum, self.position_n = 0.0, 0
+        self.position_sum, self.local_sum, self.position_n = 0.0, 0.0, 0
         self.accel_sum, self.accel_n = 0.0, 0
 
     def add(self, truth: torch.Tensor, recon: torch.Tensor, mask: torch.Tensor) -> None:
         """Keypoints (T, 2, 21, 3) of the original and the reconstruction, per-hand mask (T, 2)."""
         dist = (truth - recon).norm(dim=-1) * 1000  # (T, 2, 21) mm
         self.position_sum += float(dist[mask].sum())
+        local = ((truth - truth[..., :1, :]) - (recon - recon[..., :1, :])).norm(dim=-1) * 1000
+        self.local_sum += float(local[mask].sum())
         self.position_n += int(mask.sum()) * dist.shape[-1]
         ok = mask[:-2] & mask[1:-1] & mask[2:]
         if ok.any():
@@ -48,6 +51,10 @@ class JointErrors:
     @property
     def mpjpe_mm(self) -> float:
         return self.position_sum / max(self.position_n, 1)
+
+    @property
+    def local_mpjpe_mm(self) -> float:
+        return self.local_sum / max(self.position_n, 1)
 
     @property
     def accel_mm(self) -> float:

@@ -120,6 +120,7 @@ def test_metrics_in_joint_space():
     errors = JointErrors()
     errors.add(truth, keypoints(torch.from_numpy(shifted), torch.from_numpy(seq.rest)), torch.from_numpy(seq.mask))
     assert errors.mpjpe_mm == pytest.approx(5.0, abs=1e-3)  # half of the hands are off by 10 mm
+    assert errors.local_mpjpe_mm == pytest.approx(0.0, abs=1e-3)  # ... but not articulated differently
     assert errors.accel_mm == pytest.approx(0.0, abs=1e-3)  # a constant offset has no acceleration
     assert codebook_stats(np.array([1, 1, 2, 2]), 8) == (0.25, pytest.approx(2.0))
 

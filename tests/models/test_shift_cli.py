@@ -1,0 +1,62 @@
+"""`hiw shift train|tokenize|reconstruct|eval` as users run them: real subprocesses through the Prefect flows."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from test_cli import hiw
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("cli") / "run"
+    result = hiw("shift", "train", "--data", "procedural", "--preset", "tiny", "--clips", "40", "--steps", "4", "--run", str(run))
+    return run, result
+
+
+def test_train_prints_progress_and_writes_a_checkpoint(cli_run):
+    run, result = cli_run
+    assert result.returncode == 0, result.stderr
+    assert "training shift (tiny) on procedural (clips=40, seed=0) for 4 steps" in result.stdout
+    assert "step 4/4" in result.stdout and "traj ppl" in result.stdout
+    assert (run / "checkpoints" / "step-0000004.pt").is_file()
+    assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 4
+    again = hiw("shift", "train", "--preset", "tiny", "--clips", "40", "--steps", "6", "--run", str(run))
+    assert again.returncode == 0, again.stderr
+    assert "resumed from step 4" in again.stdout and (run / "checkpoints" / "step-0000006.pt").is_file()
+
+
+def test_tokenize_reconstruct_and_eval(cli_run):
+    run, _ = cli_run
+    tokens = hiw("shift", "tokenize", "--run", str(run))
+    assert tokens.returncode == 0, tokens.stderr
+    assert "40 clips tokenized" in tokens.stdout
+    assert pq.read_table(next((run / "tokens").glob("*.parquet"))).num_rows == 40
+    recon = hiw("shift", "reconstruct", "--run", str(run))
+    assert recon.returncode == 0, recon.stderr
+    assert pq.read_table(next((run / "reconstructions").glob("*.parquet"))).num_rows == 40
+    result = hiw("shift", "eval", "--run", str(run))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1].startswith("mpjpe_mm=") and float(lines[-1].split("=")[1]) > 0
+    assert any(line.startswith("codebook pose: usage=") for line in lines)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["shift", "train", "--data", "/no/such/root"], "--data must be 'procedural' or a built dataset root"),
+        (["shift", "train", "--preset", "huge"], "--preset must be one of"),
+        (["shift", "train", "--variant", "vq"], "--variant must be shift, single or lr"),
+        (["shift", "train", "--steps", "0"], "--steps must be at least 1"),
+        (["shift", "train", "--device", "cuda:7"], "device 'cuda:7' is not usable here"),
+        (["shift", "eval", "--run", "/no/such/run"], "no checkpoint at /no/such/run"),
+        (["shift", "eval", "--split", "holdout"], "--split must be train, val or test"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(args, message, tmp_path):
+    result = hiw(*args, "--run", str(tmp_path / "r")) if "--run" not in args else hiw(*args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
