@@ -5,7 +5,11 @@ train split of all F-PHAB sequences (real one-hand motion, built with the precom
 trained model is evaluated on the held-out test split of each source: MPJPE (mm) and acceleration error
 (mm/frame^2) in joint space, codebook usage and perplexity, and training throughput (windows/s).
 
+Then the paper-size SHIFT (4096 x 64 codebooks, width 512) for ``--paper-steps`` steps on the same data, for
+its training throughput on this machine (0 skips it).
+
 Run: .venv/bin/python benchmarks/bench_shift.py [--steps 2000] [--clips 2000] [--preset tiny] [--batch 32]
+     [--paper-steps 5] [--paper-batch 32] [--device auto]
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ def main() -> None:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--paper-steps", type=int, default=5)
+    parser.add_argument("--paper-batch", type=int, default=32)
     args = parser.parse_args()
     if not FPHAB.is_dir():
         sys.exit(f"missing {FPHAB} (the shared F-PHAB fixture)")
@@ -94,7 +100,8 @@ def main() -> None:
         loaded = load_tokenizer(run, device)
         reports = {name: evaluate(loaded, data.kept, name, dict(data.skipped)) for name, data in test_sets.items()}
         params = sum(p.numel() for p in loaded.model.parameters())
-        results[variant] = {"windows_per_s": result.sequences_per_s, "params": params, "train_s": time.perf_counter() - started}
+        speed = result.last["sequences_per_s"]  # measured before the last checkpoint write
+        results[variant] = {"windows_per_s": speed, "params": params, "train_s": time.perf_counter() - started}
         for name, report in reports.items():
             books = " ".join(f"{k}: usage {b.usage:.2f} ppl {b.perplexity:.0f}" for k, b in report.codebooks.items())
             results[variant][name] = report.model_dump(include={"mpjpe_mm", "local_mpjpe_mm", "accel_mm"})
@@ -102,7 +109,7 @@ def main() -> None:
                 f"{variant:7s} {name:10s} mpjpe_mm={report.mpjpe_mm:7.2f} local_mpjpe_mm={report.local_mpjpe_mm:6.2f} "
                 f"accel_mm={report.accel_mm:6.3f}  {books}"
             )
-        print(f"{variant:7s} {params / 1e6:.2f} M parameters, {result.sequences_per_s:.1f} windows/s training on {device}")
+        print(f"{variant:7s} {params / 1e6:.2f} M parameters, {speed:.1f} windows/s training on {device}")
     for name in test_sets:
         base = results["single"][name]
         for variant in ("shift", "lr"):
@@ -112,6 +119,14 @@ def main() -> None:
                 f"local mpjpe ratio={r['local_mpjpe_mm'] / base['local_mpjpe_mm']:.3f}  "
                 f"accel ratio={r['accel_mm'] / base['accel_mm']:.3f}"
             )
+    if args.paper_steps:
+        run = WORK / "run-paper-shift"
+        shutil.rmtree(run, ignore_errors=True)
+        paper = train_settings("paper", steps=args.paper_steps, batch=args.paper_batch, log_every=args.paper_steps)
+        result = train(run, model_config("paper", "shift"), paper, train_seqs.kept, stats, {"fingerprint": fingerprint}, device)
+        results["paper_shift_windows_per_s"] = result.last["sequences_per_s"]
+        print(f"paper-size shift: {result.last['sequences_per_s']:.1f} windows/s training (batch {paper.batch}) on {device}")
+        shutil.rmtree(run, ignore_errors=True)
     (WORK / f"results-{args.preset}-{args.steps}.json").write_text(json.dumps(results, indent=1))
 
 

@@ -216,3 +216,14 @@ def test_unknown_preset_and_bad_steps_are_usage_errors():
         runs.model_config("huge", "shift")
     with pytest.raises(ConfigError, match="--steps"):
         runs.train_settings("tiny", steps=0)
+
+
+def test_feature_stats_are_reused_until_the_data_changes(tmp_path):
+    first = runs.feature_stats(SOURCE, tmp_path)
+    path = tmp_path / "features" / "stats.json"
+    stamp = path.stat().st_mtime_ns
+    assert runs.feature_stats(SOURCE, tmp_path) == first and path.stat().st_mtime_ns == stamp
+    other = DataSource(kind="procedural", clips=SOURCE.clips + 10, seed=SOURCE.seed)
+    second = runs.feature_stats(other, tmp_path)
+    assert second.dataset == other.fingerprint() != first.dataset
+    assert json.loads(path.read_text())["dataset"] == other.fingerprint()
