@@ -250,7 +250,11 @@ def shift_train(
         pick_device(device)  # before any flow starts
     except ConfigError as err:
         fail(err, EXIT_USAGE)
-    console.print(f"training {variant} ({preset}) on {source.describe()} for {settings.steps} steps -> {run}", highlight=False)
+    console.print(
+        f"training {variant} ({preset}) on {source.describe()} for {settings.steps} steps -> {run}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
     def show(m: dict[str, float]) -> None:
         books = "  ".join(f"{k[:-11]} ppl {v:.1f}" for k, v in m.items() if k.endswith("_perplexity"))
@@ -258,13 +262,14 @@ def shift_train(
             f"step {m['step']}/{settings.steps}  loss {m['loss']:.4f}  recon {m['recon']:.4f}  vel {m['velocity']:.4f}  "
             f"commit {m['commit']:.4f}  {books}  {m['sequences_per_s']:.1f} seq/s",
             highlight=False,
+            soft_wrap=True,
         )
 
     result = _shift_job(
         train_with_progress, show, run_dir=run, source=source, config=config, settings=settings, device=device, fresh=fresh
     )
     if result.resumed_from:
-        console.print(f"resumed from step {result.resumed_from}", highlight=False)
+        console.print(f"resumed from step {result.resumed_from}", highlight=False, soft_wrap=True)
     skipped = ", ".join(f"{n} {k}" for k, n in sorted(result.skipped.items())) or "none"
     console.print(
         f"checkpoint {result.checkpoint} (step {result.step}); {result.sequences_per_s:.1f} seq/s; skipped: {skipped}",
@@ -308,7 +313,7 @@ def shift_reconstruct(
     from hiw.flows.shift import reconstruct_flow
 
     result = _shift_job(reconstruct_flow, _checkpoint(run), out)
-    console.print(f"{result.rows} clips reconstructed -> {result.path}", highlight=False)
+    console.print(f"{result.rows} clips reconstructed -> {result.path}", highlight=False, soft_wrap=True)
 
 
 @shift_app.command("eval")
@@ -330,13 +335,17 @@ def shift_eval(
         fail(err, EXIT_USAGE)
     report = _shift_job(eval_flow, _checkpoint(run), source, split)
     skipped = ", ".join(f"{n} {k}" for k, n in sorted(report.skipped.items())) or "none"
-    console.print(f"{report.variant} {report.checkpoint_id} step {report.step} on {report.data}", highlight=False)
-    console.print(f"sequences={report.sequences} hand_frames={report.frames} skipped: {skipped}", highlight=False)
+    console.print(f"{report.variant} {report.checkpoint_id} step {report.step} on {report.data}", highlight=False, soft_wrap=True)
+    console.print(f"sequences={report.sequences} hand_frames={report.frames} skipped: {skipped}", highlight=False, soft_wrap=True)
     for name, book in report.codebooks.items():
-        console.print(f"codebook {name}: usage={book.usage:.3f} perplexity={book.perplexity:.1f}", highlight=False)
-    console.print(f"local_mpjpe_mm={report.local_mpjpe_mm:.3f}  (keypoints relative to the wrist)", highlight=False)
-    console.print(f"accel_mm={report.accel_mm:.3f}  (mm/frame^2)", highlight=False)
-    console.print(f"mpjpe_mm={report.mpjpe_mm:.3f}", highlight=False)
+        console.print(
+            f"codebook {name}: usage={book.usage:.3f} perplexity={book.perplexity:.1f}", highlight=False, soft_wrap=True
+        )
+    console.print(
+        f"local_mpjpe_mm={report.local_mpjpe_mm:.3f}  (keypoints relative to the wrist)", highlight=False, soft_wrap=True
+    )
+    console.print(f"accel_mm={report.accel_mm:.3f}  (mm/frame^2)", highlight=False, soft_wrap=True)
+    console.print(f"mpjpe_mm={report.mpjpe_mm:.3f}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -44,7 +44,7 @@ class TrainSettings(BaseModel):
 # Per preset: the paper's optimiser settings, and a short CPU schedule for the tiny model.
 TRAIN_PRESETS: dict[str, TrainSettings] = {
     "paper": TrainSettings(),
-    "tiny": TrainSettings(steps=600, batch=32, lr=1e-3, log_every=50, checkpoint_every=200),
+    "tiny": TrainSettings(steps=1000, batch=32, lr=1e-3, log_every=100, checkpoint_every=250),
 }
 
 
