@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import roma
 import torch
 
@@ -95,37 +96,54 @@ def procedural_sequences(n: int, seed: int, split: str | None = None) -> list[Mo
 
 
 def dataset_sequences(root: Path, split: str | None = None) -> list[MotionSequence]:
-    """Every row of a built dataset's ``motion`` table (one split when given), with its first caption as text."""
+    """Every row of a built dataset's ``motion`` table (one split when given), with its first caption as text.
+
+    Only the rows of the split are read, and per-frame columns go from Arrow to numpy without Python lists.
+    """
     from hiw.storage import open_catalog
 
     check_split(split)
-    columns = ["clip_id", "fps"] + [
-        f"{s}_{c}" for s in HANDS for c in ("valid", "global_orient", "hand_pose", "transl", "rest_keypoints")
-    ]
+    parts = ("valid", "global_orient", "hand_pose", "transl", "rest_keypoints")
+    columns = ["clip_id", "fps"] + [f"{s}_{c}" for s in HANDS for c in parts]
     sql = f"""SELECT {", ".join("m." + c for c in columns)},
                      (SELECT first(c.text ORDER BY c.kind DESC) FROM captions c WHERE c.clip_id = m.clip_id) AS text
-              FROM motion m ORDER BY m.clip_id"""
+              FROM motion m WHERE m.clip_id IN (SELECT unnest($ids)) ORDER BY m.clip_id"""
     with open_catalog(root) as con:
-        rows = con.sql(sql).to_arrow_table().to_pylist()
-    return [_row_sequence(row) for row in rows if split is None or split_of(row["clip_id"]) == split]
+        ids = [row[0] for row in con.execute("SELECT clip_id FROM motion").fetchall()]
+        wanted = [i for i in ids if split is None or split_of(i) == split]
+        table = con.sql(sql, params={"ids": wanted}).to_arrow_table()
+    widths = {"valid": None, "global_orient": 3, "hand_pose": 45, "transl": 3, "rest_keypoints": None}
+    per_row = {f"{s}_{c}": _rows(table[f"{s}_{c}"], widths[c]) for s in HANDS for c in parts}
+    fps, texts = table["fps"].to_pylist(), table["text"].to_pylist()
+    return [
+        _row_sequence(clip_id, {name: values[i] for name, values in per_row.items()}, fps[i], texts[i] or "")
+        for i, clip_id in enumerate(table["clip_id"].to_pylist())
+    ]
 
 
-def _row_sequence(row: dict) -> MotionSequence:
+def _rows(column: pa.ChunkedArray, width: int | None) -> list[np.ndarray]:
+    """A list column -> one numpy array per row: (frames, width) for fixed-size frame lists, flat otherwise."""
+    arr = column.combine_chunks()
+    offsets = arr.offsets.to_numpy()
+    values = arr.values.flatten() if width else arr.values
+    flat = values.to_numpy(zero_copy_only=False)
+    if width:
+        flat = flat.reshape(-1, width)
+    return [flat[offsets[i] : offsets[i + 1]] for i in range(len(arr))]
+
+
+def _row_sequence(clip_id: str, row: dict[str, np.ndarray], fps: float, text: str) -> MotionSequence:
     rotations, transl, valid, rest = {}, {}, {}, {}
     for side in HANDS:
-        valid[side] = np.asarray(row[f"{side}_valid"], bool)
+        valid[side] = row[f"{side}_valid"].astype(bool)
         axis_angle = np.concatenate(
-            [
-                np.asarray(row[f"{side}_global_orient"], np.float32).reshape(-1, 1, 3),
-                np.asarray(row[f"{side}_hand_pose"], np.float32).reshape(-1, 15, 3),
-            ],
-            axis=1,
-        )
+            [row[f"{side}_global_orient"].reshape(-1, 1, 3), row[f"{side}_hand_pose"].reshape(-1, 15, 3)], axis=1
+        ).astype(np.float32)
         # NaN parameters mark missing frames; give them the identity so the features stay finite (they are masked)
         axis_angle[~valid[side]] = 0.0
         rotations[side] = roma.rotvec_to_rotmat(torch.as_tensor(axis_angle)).numpy()
-        transl[side] = np.asarray(row[f"{side}_transl"], np.float32).reshape(-1, 3)
+        transl[side] = row[f"{side}_transl"].astype(np.float32)
         transl[side][~valid[side]] = 0.0
-        kp = np.asarray(row[f"{side}_rest_keypoints"] or [], np.float32)
+        kp = row[f"{side}_rest_keypoints"].astype(np.float32)
         rest[side] = kp.reshape(21, 3) if kp.size == 63 else template(side)
-    return from_params(row["clip_id"], rotations, transl, valid, rest, float(row["fps"]), row.get("text") or "")
+    return from_params(clip_id, rotations, transl, valid, rest, float(fps), text)

@@ -162,6 +162,10 @@ def test_dataset_sequences_read_the_motion_table(fphab_dataset, fphab_dir):
         transl = np.asarray(row["right_transl"], np.float32)[valid]
         assert np.allclose(seq.features[valid, 195:198] + seq.origin, transl, atol=1e-5)
     assert screen(sequences, 4).kept == sequences
+    train = dataset_sequences(fphab_dataset, "train")
+    assert [s.clip_id for s in train] == [s.clip_id for s in sequences if split_of(s.clip_id) == "train"]
+    everything = {s.clip_id: s for s in sequences}
+    assert all(np.array_equal(s.features, everything[s.clip_id].features) for s in train)
 
 
 def test_dataset_source_fingerprint_follows_the_table_bytes(fphab_dataset, tmp_path):

@@ -23,7 +23,7 @@ from hiw.flows.build import build_plain
 from hiw.models import runs
 from hiw.models.checkpoint import load_tokenizer
 from hiw.models.metrics import JointErrors, codebook_stats, keypoints
-from hiw.models.tokenizer import MotionTokenizer, TokenizerConfig, stream
+from hiw.models.tokenizer import PRESETS, MotionTokenizer, TokenizerConfig, stream
 from hiw.models.train import TrainSettings, train
 from hiw.storage import open_catalog
 
@@ -227,3 +227,11 @@ def test_feature_stats_are_reused_until_the_data_changes(tmp_path):
     second = runs.feature_stats(other, tmp_path)
     assert second.dataset == other.fingerprint() != first.dataset
     assert json.loads(path.read_text())["dataset"] == other.fingerprint()
+
+
+def test_paper_preset_has_the_papers_sizes():
+    model = MotionTokenizer(PRESETS["paper"]).eval()
+    assert {name: tuple(book.shape) for name, book in model.codebooks().items()} == {"traj": (4096, 64), "pose": (4096, 64)}
+    assert model.vqvaes["pose"].encoder.model[0].out_channels == 512
+    x, mask = torch.zeros(1, 144, 198), torch.ones(1, 144, 2, dtype=torch.bool)
+    assert model.encode(x, mask).shape == (1, 36, 4)  # 144 frames -> 36 steps x 4 tokens
