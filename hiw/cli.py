@@ -197,6 +197,10 @@ def _data_source(spec: str | None, clips: int, seed: int):
     return None if spec is None else DataSource.parse(spec, clips, seed)
 
 
+def _skipped(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items())) or "none"
+
+
 def _checkpoint(run: Path) -> Path:
     """The checkpoint file of a run folder (or the file itself); checked before any flow starts."""
     from hiw.models.checkpoint import resolve
@@ -241,8 +245,6 @@ def shift_train(
     from hiw.models import runs
     from hiw.models.train import pick_device
 
-    if variant not in ("shift", "single", "lr"):
-        fail(ConfigError(f"--variant must be shift, single or lr (got {variant!r})"), EXIT_USAGE)
     try:
         source = _data_source(data, clips, data_seed)
         config = runs.model_config(preset, variant)
@@ -270,10 +272,11 @@ def shift_train(
     )
     if result.resumed_from:
         console.print(f"resumed from step {result.resumed_from}", highlight=False, soft_wrap=True)
-    skipped = ", ".join(f"{n} {k}" for k, n in sorted(result.skipped.items())) or "none"
+    skipped = _skipped(result.skipped)
     console.print(
         f"checkpoint {result.checkpoint} (step {result.step}); {result.sequences_per_s:.1f} seq/s; skipped: {skipped}",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -289,18 +292,20 @@ def shift_tokenize(
     data_seed: DataSeedOpt = 0,
 ) -> None:
     """Write the tokens table: per clip the interleaved (left-traj, left-pose, right-traj, right-pose) stream."""
+    from hiw.data.splits import check_split
     from hiw.flows.shift import tokenize_flow
 
     try:
+        check_split(split)
         source = _data_source(data, clips, data_seed)
     except ConfigError as err:
         fail(err, EXIT_USAGE)
-    if split not in (None, "train", "val", "test"):
-        fail(ConfigError(f"--split must be train, val or test (got {split!r})"), EXIT_USAGE)
     result = _shift_job(tokenize_flow, _checkpoint(run), source, out, split)
-    skipped = ", ".join(f"{n} {k}" for k, n in sorted(result.skipped.items())) or "none"
+    skipped = _skipped(result.skipped)
     console.print(
-        f"{result.rows} clips tokenized by {result.checkpoint_id} -> {result.path}; skipped: {skipped}", highlight=False
+        f"{result.rows} clips tokenized by {result.checkpoint_id} -> {result.path}; skipped: {skipped}",
+        highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -325,16 +330,16 @@ def shift_eval(
     data_seed: DataSeedOpt = 0,
 ) -> None:
     """Reconstruction metrics on held-out data; the last line is mpjpe_mm=<value>."""
+    from hiw.data.splits import check_split
     from hiw.flows.shift import eval_flow
 
-    if split not in ("train", "val", "test"):
-        fail(ConfigError(f"--split must be train, val or test (got {split!r})"), EXIT_USAGE)
     try:
+        check_split(split)
         source = _data_source(data, clips, data_seed)
     except ConfigError as err:
         fail(err, EXIT_USAGE)
     report = _shift_job(eval_flow, _checkpoint(run), source, split)
-    skipped = ", ".join(f"{n} {k}" for k, n in sorted(report.skipped.items())) or "none"
+    skipped = _skipped(report.skipped)
     console.print(f"{report.variant} {report.checkpoint_id} step {report.step} on {report.data}", highlight=False, soft_wrap=True)
     console.print(f"sequences={report.sequences} hand_frames={report.frames} skipped: {skipped}", highlight=False, soft_wrap=True)
     for name, book in report.codebooks.items():

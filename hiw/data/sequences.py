@@ -20,7 +20,7 @@ import torch
 
 from hiw.data.procedural import ProceduralClip, generate
 from hiw.data.splits import check_split, split_of
-from hiw.motion.features import canonical_origin, motion_features
+from hiw.motion.features import HAND_FEATURES, canonical_origin, motion_features
 from hiw.motion.open_skeleton import template
 from hiw.schemas import HANDS
 
@@ -57,7 +57,7 @@ def screen(sequences: Iterable[MotionSequence], min_frames: int) -> Screened:
     i.e. shorter than one token step) or no valid frame of either hand (``all_masked``)."""
     out = Screened([])
     for seq in sequences:
-        valid = np.repeat(seq.mask, seq.features.shape[1] // 2, axis=1)
+        valid = np.repeat(seq.mask, HAND_FEATURES, axis=1)
         if not np.isfinite(seq.features[valid]).all() or not np.isfinite(seq.origin).all():
             out.skipped["nan"] += 1
         elif seq.n_frames < min_frames:

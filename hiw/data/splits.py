@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+from hiw.errors import ConfigError
+
 SPLITS = ("train", "val", "test")
 FRACTIONS = (0.8, 0.1, 0.1)  # the paper's 80/10/10
 
@@ -21,5 +23,5 @@ def split_of(clip_id: str) -> str:
 
 def check_split(split: str | None) -> str | None:
     if split is not None and split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS} (got {split!r})")
+        raise ConfigError(f"--split must be train, val or test (got {split!r})")
     return split

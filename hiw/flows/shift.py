@@ -25,8 +25,8 @@ _log: ContextVar[Callable[[dict[str, float]], None] | None] = ContextVar("hiw_tr
 
 
 @flow(name="hiw-feature-stats", validate_parameters=False)
-def feature_stats_flow(source: DataSource, run_dir: Path) -> FeatureStats:
-    stats = runs.feature_stats(source, run_dir)
+def feature_stats_flow(source: DataSource, run_dir: Path, step: int = 4) -> FeatureStats:
+    stats = runs.feature_stats(source, run_dir, step)
     get_run_logger().info("feature stats %s for %s (frames per hand %s)", stats.stats_id, stats.dataset, stats.frames)
     return stats
 
@@ -36,7 +36,7 @@ def train_shift_flow(
     run_dir: Path, source: DataSource, config: TokenizerConfig, settings: TrainSettings, device: str = "auto", fresh: bool = False
 ) -> TrainResult:
     logger = get_run_logger()
-    feature_stats_flow(source, run_dir)
+    stats = feature_stats_flow(source, run_dir, 2**config.down_t)
     printer = _log.get()
 
     def log(metrics: dict[str, float]) -> None:
@@ -44,7 +44,7 @@ def train_shift_flow(
         if printer:
             printer(metrics)
 
-    return runs.train_run(run_dir, source, config, settings, device, fresh, log)
+    return runs.train_run(run_dir, source, config, settings, device, fresh, log, stats)
 
 
 @flow(name="hiw-tokenize", validate_parameters=False)

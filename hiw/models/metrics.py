@@ -10,11 +10,10 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 import torch
 
+from hiw.models.quantizer import code_usage
 from hiw.motion.features import HAND_FEATURES, hand_params
 from hiw.motion.hand_model import forward_kinematics
 
@@ -66,9 +65,8 @@ def _accel(k: torch.Tensor) -> torch.Tensor:
 
 
 def codebook_stats(codes: np.ndarray, codebook_size: int) -> tuple[float, float]:
-    """Codes used at valid steps -> (share of the codebook used, perplexity)."""
+    """Codes used at valid steps -> (share of the codebook used, perplexity); (0, 0) for none."""
     if codes.size == 0:
         return 0.0, 0.0
-    counts = np.array(list(Counter(codes.tolist()).values()), np.float64)
-    p = counts / counts.sum()
-    return len(counts) / codebook_size, float(np.exp(-(p * np.log(p)).sum()))
+    perplexity, used = code_usage(torch.as_tensor(codes, dtype=torch.long), codebook_size)
+    return int(used) / codebook_size, float(perplexity)

@@ -60,7 +60,7 @@ class EMAQuantizer(nn.Module):
         # Indexing (not masking by multiplication) keeps NaN/inf of masked steps out of the loss and its gradient.
         commit_loss = (latents - q[valid].detach()).pow(2).sum() / max(latents.numel(), 1)
         quantized = flat + (q - flat).detach()
-        perplexity, used = _usage(codes[valid], self.codebook_size)
+        perplexity, used = code_usage(codes[valid], self.codebook_size)
         return QuantizerOutput(
             quantized=quantized.reshape(b, length, d).transpose(1, 2),
             codes=codes.reshape(b, length),
@@ -125,7 +125,7 @@ class EMAQuantizer(nn.Module):
         return latents[torch.randperm(len(latents), device=latents.device)[:n]]
 
 
-def _usage(codes: Tensor, codebook_size: int) -> tuple[Tensor, Tensor]:
+def code_usage(codes: Tensor, codebook_size: int) -> tuple[Tensor, Tensor]:
     """(perplexity, distinct codes) of a flat code sequence; (1, 0) for an empty one (zero entropy)."""
     counts = torch.bincount(codes, minlength=codebook_size).float()
     prob = counts / counts.sum().clamp(min=1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from hiw.data.stats import LAYOUT, FeatureStats, compute_stats
 from hiw.errors import ConfigError
 from hiw.models.checkpoint import CHECKPOINTS, LoadedTokenizer, load_tokenizer
 from hiw.models.evaluate import EvalReport, evaluate
-from hiw.models.tokenizer import PRESETS, TokenizerConfig
+from hiw.models.tokenizer import PRESETS, TokenizerConfig, Variant
 from hiw.models.tokens import reconstruction_records, token_records
 from hiw.models.train import METRICS_FILE, TRAIN_PRESETS, TrainResult, TrainSettings, pick_device, train
 from hiw.storage import TABLES_DIR, write_catalog, write_derived
@@ -34,18 +35,19 @@ def load_screened(source: DataSource, split: str | None, step: int) -> Screened:
     return screen(source.load(split), min_frames=step)
 
 
-def feature_stats(source: DataSource, run_dir: Path, step: int = 4) -> FeatureStats:
-    """The data's mean/std over its train split: reused while the data is unchanged, recomputed when it changed."""
+def feature_stats(source: DataSource, run_dir: Path, step: int = 4, train_split: Screened | None = None) -> FeatureStats:
+    """The data's mean/std over its train split: reused while the data is unchanged, recomputed when it changed
+    (from ``train_split`` when the caller has it loaded already)."""
     path = source.stats_path(run_dir)
     fingerprint = source.fingerprint()
     if path.is_file():
         stats = FeatureStats.load(path)
         if stats.dataset == fingerprint and stats.layout == LAYOUT:
             return stats
-    screened = load_screened(source, "train", step)
-    if not screened.kept:
-        raise ConfigError(f"no usable training sequence in {source.describe()} ({screened.describe()})")
-    stats = compute_stats(screened.kept, fingerprint)
+    train_split = train_split or load_screened(source, "train", step)
+    if not train_split.kept:
+        raise ConfigError(f"no usable training sequence in {source.describe()} ({train_split.describe()})")
+    stats = compute_stats(train_split.kept, fingerprint)
     stats.save(path)
     return stats
 
@@ -53,6 +55,8 @@ def feature_stats(source: DataSource, run_dir: Path, step: int = 4) -> FeatureSt
 def model_config(preset: str, variant: str) -> TokenizerConfig:
     if preset not in PRESETS:
         raise ConfigError(f"--preset must be one of {sorted(PRESETS)} (got {preset!r})")
+    if variant not in typing.get_args(Variant):
+        raise ConfigError(f"--variant must be shift, single or lr (got {variant!r})")
     return PRESETS[preset].model_copy(update={"variant": variant})
 
 
@@ -72,14 +76,16 @@ def train_run(
     device: str = "auto",
     fresh: bool = False,
     log: Callable[[dict[str, float]], None] | None = None,
+    stats: FeatureStats | None = None,
 ) -> TrainResult:
+    """Train on the source's train split; ``stats`` as computed by the statistics flow, else computed here."""
     if fresh:
         shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
         (run_dir / METRICS_FILE).unlink(missing_ok=True)
     torch_device = pick_device(device)
     step = 2**config.down_t
-    stats = feature_stats(source, run_dir, step)
     screened = load_screened(source, "train", step)
+    stats = stats or feature_stats(source, run_dir, step, screened)
     data = {
         "source": source.model_dump(),
         "fingerprint": stats.dataset,

@@ -55,7 +55,7 @@ def test_procedural_sequences_follow_the_split_and_carry_templates():
     assert np.allclose(seq.rest[0], template("left")) and np.allclose(seq.rest[1], template("right"))
     # the canonical origin: the mean of the two wrists in the first frame sits at zero
     assert np.allclose((seq.features[0, 96:99] + seq.features[0, 195:198]) / 2, 0, atol=1e-6)
-    with pytest.raises(ValueError, match="split"):
+    with pytest.raises(ConfigError, match="--split must be train, val or test"):
         procedural_sequences(5, seed=0, split="holdout")
 
 
