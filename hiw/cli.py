@@ -197,6 +197,11 @@ def _data_source(spec: str | None, clips: int, seed: int):
     return None if spec is None else DataSource.parse(spec, clips, seed)
 
 
+def _say(text: str) -> None:
+    """One unwrapped, unhighlighted line (scripts grep these)."""
+    console.print(text, highlight=False, soft_wrap=True)
+
+
 def _skipped(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items())) or "none"
 
@@ -252,32 +257,22 @@ def shift_train(
         pick_device(device)  # before any flow starts
     except ConfigError as err:
         fail(err, EXIT_USAGE)
-    console.print(
-        f"training {variant} ({preset}) on {source.describe()} for {settings.steps} steps -> {run}",
-        highlight=False,
-        soft_wrap=True,
-    )
+    _say(f"training {variant} ({preset}) on {source.describe()} for {settings.steps} steps -> {run}")
 
     def show(m: dict[str, float]) -> None:
         books = "  ".join(f"{k[:-11]} ppl {v:.1f}" for k, v in m.items() if k.endswith("_perplexity"))
-        console.print(
+        _say(
             f"step {m['step']}/{settings.steps}  loss {m['loss']:.4f}  recon {m['recon']:.4f}  vel {m['velocity']:.4f}  "
-            f"commit {m['commit']:.4f}  {books}  {m['sequences_per_s']:.1f} seq/s",
-            highlight=False,
-            soft_wrap=True,
+            f"commit {m['commit']:.4f}  {books}  {m['sequences_per_s']:.1f} seq/s"
         )
 
     result = _shift_job(
         train_with_progress, show, run_dir=run, source=source, config=config, settings=settings, device=device, fresh=fresh
     )
     if result.resumed_from:
-        console.print(f"resumed from step {result.resumed_from}", highlight=False, soft_wrap=True)
+        _say(f"resumed from step {result.resumed_from}")
     skipped = _skipped(result.skipped)
-    console.print(
-        f"checkpoint {result.checkpoint} (step {result.step}); {result.sequences_per_s:.1f} seq/s; skipped: {skipped}",
-        highlight=False,
-        soft_wrap=True,
-    )
+    _say(f"checkpoint {result.checkpoint} (step {result.step}); {result.sequences_per_s:.1f} seq/s; skipped: {skipped}")
 
 
 @shift_app.command("tokenize")
@@ -302,11 +297,7 @@ def shift_tokenize(
         fail(err, EXIT_USAGE)
     result = _shift_job(tokenize_flow, _checkpoint(run), source, out, split)
     skipped = _skipped(result.skipped)
-    console.print(
-        f"{result.rows} clips tokenized by {result.checkpoint_id} -> {result.path}; skipped: {skipped}",
-        highlight=False,
-        soft_wrap=True,
-    )
+    _say(f"{result.rows} clips tokenized by {result.checkpoint_id} -> {result.path}; skipped: {skipped}")
 
 
 @shift_app.command("reconstruct")
@@ -318,7 +309,7 @@ def shift_reconstruct(
     from hiw.flows.shift import reconstruct_flow
 
     result = _shift_job(reconstruct_flow, _checkpoint(run), out)
-    console.print(f"{result.rows} clips reconstructed -> {result.path}", highlight=False, soft_wrap=True)
+    _say(f"{result.rows} clips reconstructed -> {result.path}")
 
 
 @shift_app.command("eval")
@@ -340,17 +331,13 @@ def shift_eval(
         fail(err, EXIT_USAGE)
     report = _shift_job(eval_flow, _checkpoint(run), source, split)
     skipped = _skipped(report.skipped)
-    console.print(f"{report.variant} {report.checkpoint_id} step {report.step} on {report.data}", highlight=False, soft_wrap=True)
-    console.print(f"sequences={report.sequences} hand_frames={report.frames} skipped: {skipped}", highlight=False, soft_wrap=True)
+    _say(f"{report.variant} {report.checkpoint_id} step {report.step} on {report.data}")
+    _say(f"sequences={report.sequences} hand_frames={report.frames} skipped: {skipped}")
     for name, book in report.codebooks.items():
-        console.print(
-            f"codebook {name}: usage={book.usage:.3f} perplexity={book.perplexity:.1f}", highlight=False, soft_wrap=True
-        )
-    console.print(
-        f"local_mpjpe_mm={report.local_mpjpe_mm:.3f}  (keypoints relative to the wrist)", highlight=False, soft_wrap=True
-    )
-    console.print(f"accel_mm={report.accel_mm:.3f}  (mm/frame^2)", highlight=False, soft_wrap=True)
-    console.print(f"mpjpe_mm={report.mpjpe_mm:.3f}", highlight=False, soft_wrap=True)
+        _say(f"codebook {name}: usage={book.usage:.3f} perplexity={book.perplexity:.1f}")
+    _say(f"local_mpjpe_mm={report.local_mpjpe_mm:.3f}  (keypoints relative to the wrist)")
+    _say(f"accel_mm={report.accel_mm:.3f}  (mm/frame^2)")
+    _say(f"mpjpe_mm={report.mpjpe_mm:.3f}")
 
 
 def main() -> None:  # pragma: no cover - console entry point
