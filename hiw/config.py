@@ -13,7 +13,7 @@ from hiw.errors import ConfigError
 from hiw.schemas.ids import stable_hash
 
 # Fields that say where data comes from / goes / how fast, not what the data is: not hashed.
-_NOT_HASHED = {"videos", "manifest", "out", "workers", "mano_dir"}
+_NOT_HASHED = {"videos", "manifest", "out", "workers", "mano_dir", "vlm_url", "vlm_concurrency", "vlm_timeout_s", "vlm_retries"}
 
 
 class BuildConfig(BaseModel):
@@ -56,7 +56,29 @@ class BuildConfig(BaseModel):
     min_motion_s: float = Field(1.0, ge=0, description="reject clips whose longest span with every seen hand valid is shorter")
     max_jitter_translation: float = Field(50.0, gt=0, description="reject above this top-3 mean wrist acceleration, m/s^2")
     max_jitter_rotation: float = Field(500.0, gt=0, description="reject above this top-3 mean angular acceleration, rad/s^2")
-    vlm: Literal["kinematic"] = Field("kinematic", description="captioner backend")
+    vlm: Literal["kinematic", "openai", "vllm"] = Field(
+        "kinematic",
+        description="captioner: kinematic (offline, from the tracks), openai (an OpenAI-compatible server such as "
+        "`vllm serve`), vllm (in-process vLLM; needs the vllm package and a GPU)",
+    )
+    vlm_url: str = Field("http://127.0.0.1:8000/v1", description="--vlm openai: the server's base URL")
+    vlm_model: str | None = Field(None, description="--vlm openai|vllm: the served model name (openai) or model path (vllm)")
+    vlm_concurrency: int = Field(16, ge=1, description="most VLM requests in flight at once")
+    vlm_timeout_s: float = Field(120.0, gt=0, description="per-request timeout, seconds")
+    vlm_retries: int = Field(4, ge=0, description="retries of a request on 429/5xx/timeouts (exponential backoff)")
+    vlm_frames: int = Field(8, ge=0, le=64, description="frames per clip sent to the VLM (0: text only)")
+    vlm_frame_width: int = Field(448, ge=64, description="width of the frames sent to the VLM, pixels")
+    vlm_temperature: float = Field(0.0, ge=0, description="VLM sampling temperature")
+    vlm_max_tokens: int = Field(512, ge=16, description="most tokens per VLM answer")
+    vlm_seed: int = Field(0, description="VLM sampling seed")
+    vocab: Path | None = Field(
+        None, description="closed vocabulary: a saved vocabulary .json, or narrations (.txt lines or a .csv 'text' column)"
+    )
+    qa_min_agreement: float = Field(
+        0.3, ge=-1, le=1, description="reject VLM captions less similar than this to the PCoT answers"
+    )
+    qa_lof_neighbors: int = Field(20, ge=2, description="neighbours of the Local Outlier Factor over caption embeddings")
+    qa_max_outlier_factor: float = Field(1.5, gt=1, description="reject captions whose Local Outlier Factor is above this")
     workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1, description="clips processed in parallel")
 
     @model_validator(mode="after")
@@ -67,6 +89,8 @@ class BuildConfig(BaseModel):
             parts = self.intrinsics.split(",")
             if len(parts) != 4 or not all(_is_positive_number(p) for p in parts):
                 raise ValueError(f"intrinsics must be four positive numbers 'fx,fy,cx,cy', got {self.intrinsics!r}")
+        if self.vlm != "kinematic" and not self.vlm_model:
+            raise ValueError(f"--vlm {self.vlm} needs --vlm-model (the served model name, or a model path for --vlm vllm)")
         if self.min_clip_s > self.window_s:
             raise ValueError(f"min_clip_s ({self.min_clip_s:g}) must not exceed window_s ({self.window_s:g})")
         return self

@@ -24,9 +24,13 @@ STAGE_ORDER = [
     "track",
     "filter",
     "camera",
+    "frames",
     "motion",
     "quality",
     "annotate",
+    "vocabulary",
+    "vlm",
+    "caption_qa",
     "write",
 ]
 
@@ -42,9 +46,11 @@ def print_summary(summary: BuildSummary, console: Console) -> None:
         ("clips accepted", summary.clips_accepted),
         ("clips rejected", summary.clips_rejected),
         ("captions", summary.captions),
+        *((f"  {kind}", n) for kind, n in summary.captions_by_kind.items()),
         ("frames tracked", summary.frames_tracked),
         ("frames with a hand", f"{summary.frames_any_hand} ({summary.frames_any_hand / frames:.0%})"),
         ("frames with both hands", f"{summary.frames_both_hands} ({summary.frames_both_hands / frames:.0%})"),
+        *_vlm_rows(summary),
         ("wall time", f"{summary.wall_s:.1f} s"),
         ("output", summary.out),
     ]:
@@ -67,6 +73,16 @@ def print_summary(summary: BuildSummary, console: Console) -> None:
     console.print(times)
 
 
+def _vlm_rows(summary: BuildSummary) -> list[tuple[str, str]]:
+    if not summary.vlm_calls and not summary.vlm_cache_hits:
+        return []
+    return [
+        ("VLM calls / cache hits", f"{summary.vlm_calls} / {summary.vlm_cache_hits}"),
+        ("VLM calls failed", str(summary.vlm_failed_calls)),
+        ("VLM tokens in / out", f"{summary.vlm_prompt_tokens} / {summary.vlm_completion_tokens}"),
+    ]
+
+
 class BuildProgress(Progress):
     """Progress of a build: a live bar on a terminal, one line per clip otherwise."""
 
@@ -84,6 +100,8 @@ class BuildProgress(Progress):
             transient=True,
         )
         self._task = self._bar.add_task("clips", total=None)
+        self._vlm_task = None
+        self.submitted = self.annotated = 0
 
     def __enter__(self) -> BuildProgress:
         if self.live:
@@ -111,6 +129,22 @@ class BuildProgress(Progress):
                 f"{record.source_path.rsplit('/', 1)[-1]}: {record.frames_decoded} frames, "
                 f"both hands in {record.both_hands_frac:.0%}: {verdict}",
                 highlight=False,
+            )
+
+    def annotation_submitted(self) -> None:
+        if self._vlm_task is None:
+            self._vlm_task = self._bar.add_task("VLM captions", total=0)
+        self.submitted += 1
+        self._bar.update(self._vlm_task, total=self.submitted)
+
+    def annotation_done(self, annotation) -> None:
+        self.annotated += 1
+        self._bar.update(self._vlm_task, completed=self.annotated)
+        if not self.live:
+            calls = ", ".join(f"{r.prompt} {r.status}" + (" (cached)" if r.cached else "") for r in annotation.responses)
+            kinds = ", ".join(c.kind + ("" if c.qa_passed else " (QA flagged)") for c in annotation.captions) or "none"
+            self.console.print(
+                f"[VLM {self.annotated}/{self.submitted}] {annotation.clip.clip_id}: {calls}; captions: {kinds}", highlight=False
             )
 
 

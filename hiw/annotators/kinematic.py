@@ -30,7 +30,7 @@ def _pace(speed: float) -> str:
     return f"{word} (about {cm:.0f} cm/s)"
 
 
-def _hand_sentence(f: HandFacts) -> tuple[str, list[str]]:
+def hand_sentence(f: HandFacts) -> tuple[str, list[str]]:
     if f.visible_frac == 0:
         return f"The {f.side} hand is not visible.", []
     seen = "" if f.visible_frac >= 0.95 else f", visible in {f.visible_frac:.0%} of frames,"
@@ -59,7 +59,7 @@ def describe(facts: list[HandFacts]) -> tuple[str, list[str]]:
     )
     sentences, verbs = [f"Kinematic description from hand tracks: {opening}"], []
     for f in facts:
-        sentence, hand_verbs = _hand_sentence(f)
+        sentence, hand_verbs = hand_sentence(f)
         sentences.append(sentence)
         verbs += [v for v in hand_verbs if v not in verbs]
     if len(moving) == 2:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from contextlib import ExitStack
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +19,11 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
+from hiw.annotators.pcot import ClipInput
 from hiw.config import BuildConfig
 from hiw.errors import StageError
 from hiw.flows import stages
+from hiw.flows.annotate import AnnotationProgress, VLMOutput, VLMPhase
 from hiw.flows.runners import PlainRunner, PrefectRunner, StageTime
 from hiw.schemas import Caption, ClipRecord, ClipSpec, MotionRecord, Narration, Reject, VideoSource
 from hiw.storage import publish_tables, write_catalog
@@ -29,7 +32,7 @@ from hiw.video.discover import VIDEO_SUFFIXES, check_inputs, discover
 from hiw.video.probe import probe_video
 
 
-class Progress:
+class Progress(AnnotationProgress):
     """Receives the build's progress; this base ignores it (the CLI shows a bar)."""
 
     def videos_found(self, n: int) -> None: ...
@@ -51,6 +54,7 @@ class ClipResult:
     motion: MotionRecord | None = None
     captions: list[Caption] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
+    vlm_input: ClipInput | None = None
 
 
 class BuildSummary(BaseModel):
@@ -61,6 +65,12 @@ class BuildSummary(BaseModel):
     clips_accepted: int
     clips_rejected: int
     captions: int
+    captions_by_kind: dict[str, int] = {}
+    vlm_calls: int = 0
+    vlm_cache_hits: int = 0
+    vlm_failed_calls: int = 0
+    vlm_prompt_tokens: int = 0
+    vlm_completion_tokens: int = 0
     rejects_by_reason: dict[str, int]
     frames_tracked: int
     frames_any_hand: int
@@ -114,13 +124,14 @@ def process_video(path: Path, narrations: list[Narration], cfg: BuildConfig, run
 
 
 def _observe(clip: ClipSpec, rotation: int, cfg: BuildConfig, runner: PlainRunner, where: Where):
-    """(tracks, camera, reject): decode + track + camera from video, or load precomputed tracks."""
+    """(tracks, camera, VLM frame files, reject): decode + track + camera from video, or load precomputed tracks."""
     if cfg.tracker == "precomputed":
         tracks, reject = attempt(runner, where, "load", load_tracks, clip)
         if tracks is not None:
             _, reject = attempt(runner, where, "filter", stages.quality_check, tracks, cfg)
-        return tracks, None, reject
+        return tracks, None, (), reject
     tracks = cam = None
+    frame_paths: tuple[str, ...] = ()
     frames, reject = attempt(runner, where, "decode", stages.decode, clip, cfg, rotation)
     if frames is not None:
         runner.times.count_items("decode", len(frames))
@@ -130,23 +141,26 @@ def _observe(clip: ClipSpec, rotation: int, cfg: BuildConfig, runner: PlainRunne
         _, reject = attempt(runner, where, "filter", stages.quality_check, tracks, cfg)
     if not reject:
         cam, reject = attempt(runner, where, "camera", stages.camera, frames, tracks, clip, cfg)
-    return tracks, cam, reject
+    if not reject and cfg.vlm != "kinematic" and cfg.vlm_frames > 0:
+        frame_paths, reject = attempt(runner, where, "frames", stages.vlm_frames, frames, clip, cfg)
+    return tracks, cam, frame_paths, reject
 
 
 def process_clip(clip: ClipSpec, rotation: int, cfg: BuildConfig, tracker_name: str, runner: PlainRunner) -> ClipResult:
     where = Where(clip.source_path, clip.video_id, clip.clip_id)
-    tracks, cam, reject = _observe(clip, rotation, cfg, runner, where)  # decoded frames are released on return
-    motion = captions = None
+    tracks, cam, frame_paths, reject = _observe(clip, rotation, cfg, runner, where)  # decoded frames are released on return
+    motion = annotated = None
     if not reject:
         motion, reject = attempt(runner, where, "motion", stages.motion, tracks, cam, clip, cfg, tracker_name)
     if not reject:
         _, reject = attempt(runner, where, "quality", stages.motion_quality, motion, cfg)
     if not reject:
-        captions, reject = attempt(runner, where, "annotate", stages.annotate, motion, clip)
+        annotated, reject = attempt(runner, where, "annotate", stages.annotate, motion, clip, frame_paths)
     record = stages.clip_record(clip, cfg, tracker_name, tracks, reject, motion)
     if reject:
         return ClipResult(record=record, rejects=[reject])
-    return ClipResult(record=record, motion=motion, captions=captions)
+    captions, vlm_input = annotated
+    return ClipResult(record=record, motion=motion, captions=captions, vlm_input=vlm_input)
 
 
 def run_build(cfg: BuildConfig, runner: PlainRunner, progress: Progress | None = None) -> BuildSummary:
@@ -158,40 +172,52 @@ def run_build(cfg: BuildConfig, runner: PlainRunner, progress: Progress | None =
     progress.videos_found(len(found.videos) + len(found.unreadable))
     rejects = [stages.make_reject("discover", StageError("unreadable_entry", why), str(path)) for path, why in found.unreadable]
     tracker_name = stages.tracker_version(cfg)
-    video_futures = [
-        runner.submit("process-video", process_video, path, found.narrations.get(path, []), cfg, runner) for path in found.videos
-    ]
-    clip_futures, videos_probed, first_path = [], 0, {}
-    for future in video_futures:  # in path order, so the first of duplicate files is always the same one
-        video = future.result()
-        if video.video is None:
-            rejects += video.rejects
-            continue
-        videos_probed += 1
-        vid = video.video.video_id
-        if vid in first_path:  # same bytes under another name: its clips would duplicate rows
-            same = StageError("duplicate_video", f"same content as {first_path[vid]} (video_id {vid})")
-            rejects.append(stages.make_reject("probe", same, str(video.path), vid))
-            continue
-        first_path[vid] = video.path
-        rejects += video.rejects
-        progress.clips_planned(len(video.clips))
-        clip_futures += [
-            runner.submit("process-clip", process_clip, clip, video.video.rotation, cfg, tracker_name, runner)
-            for clip in video.clips
+    with ExitStack() as stack:  # the VLM session closes however the build ends
+        vlm = None
+        if cfg.vlm != "kinematic":
+            vlm = stack.enter_context(VLMPhase(cfg, [n.text for ns in found.narrations.values() for n in ns], runner, progress))
+        video_futures = [
+            runner.submit("process-video", process_video, path, found.narrations.get(path, []), cfg, runner)
+            for path in found.videos
         ]
-    clips, motion, captions = [], [], []
-    for future in runner.as_completed(clip_futures):
-        result: ClipResult = future.result()  # process_clip records failures itself
-        clips.append(result.record)
-        rejects += result.rejects
-        if result.motion is not None:
-            motion.append(result.motion)
-            captions += result.captions
-        progress.clip_done(result.record)
+        clip_futures, videos_probed, first_path = [], 0, {}
+        for future in video_futures:  # in path order, so the first of duplicate files is always the same one
+            video = future.result()
+            if video.video is None:
+                rejects += video.rejects
+                continue
+            videos_probed += 1
+            vid = video.video.video_id
+            if vid in first_path:  # same bytes under another name: its clips would duplicate rows
+                same = StageError("duplicate_video", f"same content as {first_path[vid]} (video_id {vid})")
+                rejects.append(stages.make_reject("probe", same, str(video.path), vid))
+                continue
+            first_path[vid] = video.path
+            rejects += video.rejects
+            progress.clips_planned(len(video.clips))
+            clip_futures += [
+                runner.submit("process-clip", process_clip, clip, video.video.rotation, cfg, tracker_name, runner)
+                for clip in video.clips
+            ]
+        clips, motion, captions = [], [], []
+        for future in runner.as_completed(clip_futures):
+            result: ClipResult = future.result()  # process_clip records failures itself
+            clips.append(result.record)
+            rejects += result.rejects
+            if result.motion is not None:
+                motion.append(result.motion)
+                captions += result.captions
+                if vlm is not None:
+                    vlm.submit(result.vlm_input)
+            progress.clip_done(result.record)
+        annotated = vlm.finish() if vlm is not None else VLMOutput()
+        captions += annotated.captions
+        rejects += annotated.rejects
+        responses = annotated.responses
 
     with runner.times.measure("write"):
-        publish_tables(cfg.out, {"clips": clips, "motion": motion, "captions": captions, "rejects": rejects})
+        tables = {"clips": clips, "motion": motion, "captions": captions, "responses": responses, "rejects": rejects}
+        publish_tables(cfg.out, tables | {"vocabulary": annotated.vocabulary})
         write_catalog(cfg.out)
     summary = BuildSummary(
         out=str(cfg.out.resolve()),
@@ -201,6 +227,12 @@ def run_build(cfg: BuildConfig, runner: PlainRunner, progress: Progress | None =
         clips_accepted=sum(c.status == "accepted" for c in clips),
         clips_rejected=sum(c.status == "rejected" for c in clips),
         captions=len(captions),
+        captions_by_kind=dict(Counter(c.kind for c in captions).most_common()),
+        vlm_calls=sum(not r.cached for r in responses),
+        vlm_cache_hits=sum(r.cached for r in responses),
+        vlm_failed_calls=sum(r.status in ("error", "timeout") for r in responses),
+        vlm_prompt_tokens=sum(r.prompt_tokens or 0 for r in responses if not r.cached),
+        vlm_completion_tokens=sum(r.completion_tokens or 0 for r in responses if not r.cached),
         rejects_by_reason=dict(Counter(f"{r.stage}/{r.reason}" for r in rejects).most_common()),
         frames_tracked=sum(c.frames_decoded for c in clips),
         frames_any_hand=sum(c.frames_any_hand for c in clips),

@@ -11,8 +11,15 @@ import torch
 
 from hiw import __version__
 from hiw.annotators import caption_clip
+from hiw.annotators.cache import ResponseCache
+from hiw.annotators.embed import load_embedder
+from hiw.annotators.openai_backend import OpenAIBackend
+from hiw.annotators.pcot import ClipInput, PCoTAnnotator
+from hiw.annotators.requests import Backend, Sampling
+from hiw.annotators.vllm_backend import VLLMBackend
+from hiw.annotators.vocab import Vocabulary, build_vocabulary, load_vocabulary
 from hiw.config import BuildConfig
-from hiw.errors import StageError
+from hiw.errors import ConfigError, StageError
 from hiw.motion import quality
 from hiw.motion.camera import CameraRotations, Intrinsics, estimate_camera_rotations, load_intrinsics
 from hiw.motion.facts import HandSequence, hand_facts
@@ -25,6 +32,7 @@ from hiw.trackers import ClipTracks, TrackerSettings, make_tracker
 from hiw.trackers.precomputed import VERSION as PRECOMPUTED_VERSION
 from hiw.video.clips import ClipPlan, plan_clips
 from hiw.video.decode import decode_clip
+from hiw.video.sample import encode_frames, write_frames
 
 
 def clip_plan(cfg: BuildConfig) -> ClipPlan:
@@ -207,10 +215,44 @@ def motion_quality(motion: MotionRecord, cfg: BuildConfig) -> None:
     )
 
 
-def annotate(motion: MotionRecord, clip: ClipSpec) -> list[Caption]:
-    """Offline captions from the stored motion (so they can be redone from the tables alone)."""
-    facts = [hand_facts(side, HandSequence.from_motion(motion, side), motion.fps) for side in HANDS]
-    return caption_clip(clip, facts)
+def vlm_frames(frames: np.ndarray, clip: ClipSpec, cfg: BuildConfig) -> tuple[str, ...]:
+    """The clip's frames for the VLM, stored as JPEG under the dataset root."""
+    jpegs = encode_frames(frames, cfg.vlm_frames, cfg.vlm_frame_width)
+    return tuple(str(p) for p in write_frames(cfg.out, clip.clip_id, jpegs))
+
+
+def annotate(motion: MotionRecord, clip: ClipSpec, frame_paths: tuple[str, ...] = ()) -> tuple[list[Caption], ClipInput]:
+    """Offline captions from the stored motion (so they can be redone from the tables alone), and what the
+    VLM annotator needs of the clip."""
+    facts = tuple(hand_facts(side, HandSequence.from_motion(motion, side), motion.fps) for side in HANDS)
+    vlm_input = ClipInput(
+        clip.clip_id, clip.video_id, clip.source_path, clip.end_s - clip.start_s, clip.narration, facts, frame_paths
+    )
+    return caption_clip(clip, list(facts)), vlm_input
+
+
+def vocabulary(cfg: BuildConfig, narrations: list[str]) -> Vocabulary | None:
+    """The closed vocabulary: --vocab, else the build's own narrations; None when there is neither."""
+    if cfg.vocab is not None:
+        return load_vocabulary(cfg.vocab, load_embedder)
+    texts = [n for n in narrations if n.strip()]
+    if not texts:
+        return None
+    return build_vocabulary(texts, load_embedder(), source=f"{len(texts)} narration(s) of the build")
+
+
+def make_backend(cfg: BuildConfig) -> Backend:
+    if cfg.vlm == "openai":
+        return OpenAIBackend(cfg.vlm_url, cfg.vlm_model, cfg.vlm_concurrency, cfg.vlm_timeout_s, cfg.vlm_retries)
+    if cfg.vlm == "vllm":
+        return VLLMBackend(cfg.vlm_model, max_batch=cfg.vlm_concurrency * 16)
+    raise ConfigError(f"--vlm {cfg.vlm} has no VLM backend")
+
+
+def make_annotator(cfg: BuildConfig, vocab: Vocabulary | None) -> PCoTAnnotator:
+    sampling = Sampling(temperature=cfg.vlm_temperature, max_tokens=cfg.vlm_max_tokens, seed=cfg.vlm_seed)
+    cache = ResponseCache.in_root(cfg.out)
+    return PCoTAnnotator(make_backend(cfg), cache, vocab, sampling, max_active_clips=cfg.vlm_concurrency)
 
 
 def clip_record(

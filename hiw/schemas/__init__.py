@@ -13,12 +13,21 @@ from hiw.schemas.records import (
     Narration,
     ReconstructionRecord,
     Reject,
+    ResponseRecord,
     TokenRecord,
     VideoSource,
+    VocabularyEntry,
 )
 
 # Table name -> record model: the tables every build writes.
-TABLES = {"clips": ClipRecord, "motion": MotionRecord, "captions": Caption, "rejects": Reject}
+TABLES = {
+    "clips": ClipRecord,
+    "motion": MotionRecord,
+    "captions": Caption,
+    "responses": ResponseRecord,
+    "vocabulary": VocabularyEntry,
+    "rejects": Reject,
+}
 # Tables written later by the motion tokenizer's flows (``hiw shift tokenize|reconstruct``), one file per checkpoint.
 DERIVED_TABLES = {"tokens": TokenRecord, "reconstructions": ReconstructionRecord}
 
@@ -36,7 +45,9 @@ __all__ = [
     "Narration",
     "ReconstructionRecord",
     "Reject",
+    "ResponseRecord",
     "TokenRecord",
+    "VocabularyEntry",
     "VideoSource",
     "arrow_schema",
     "to_table",

@@ -1,7 +1,8 @@
 """The records hiw produces: one pydantic model per concept; Arrow schemas derive from these.
 
 Tables of a build: ``clips`` (ClipRecord), ``motion`` (MotionRecord), ``captions`` (Caption),
-``rejects`` (Reject). VideoSource, Narration, ClipSpec and HandTrack are in-flight records.
+``responses`` (ResponseRecord), ``vocabulary`` (VocabularyEntry), ``rejects`` (Reject). VideoSource,
+Narration, ClipSpec and HandTrack are in-flight records.
 Tables the motion tokenizer derives from a build: ``tokens`` (TokenRecord), ``reconstructions``
 (ReconstructionRecord).
 """
@@ -179,15 +180,53 @@ class Caption(Record):
 
     caption_id: str
     clip_id: str
-    kind: Literal["kinematic", "narration"]
+    kind: Literal["kinematic", "narration", "pcot_summary", "closed_vocab"]
     text: str
     verbs: list[str]
     objects: list[str]
     model: str
     prompt_version: str | None = None
+    response_id: str | None = Field(None, description="the ``responses`` row this caption came from (VLM captions)")
+    vocab_id: str | None = Field(None, description="the vocabulary a closed_vocab caption was restricted to")
     qa_passed: bool = True
     qa_notes: list[str] = Field(default_factory=list)
+    qa_agreement: float | None = Field(None, description="mean cosine similarity of the caption to the PCoT answers")
+    qa_outlier_factor: float | None = Field(None, description="Local Outlier Factor among the build's captions of this kind")
     created_at: datetime = Field(default_factory=utc_now)
+
+
+class ResponseRecord(Record):
+    """Row of the ``responses`` table: one VLM call (or its cached reply), whatever its outcome."""
+
+    response_id: str
+    clip_id: str
+    prompt: str
+    prompt_version: str
+    backend: str
+    model: str
+    request_hash: str = Field(description="response-cache key: model, prompt version, frames, texts, schema, sampling")
+    frames_hash: str
+    n_frames: int
+    status: Literal["ok", "invalid", "refused", "empty", "error", "timeout"]
+    error: str | None = None
+    attempts: int
+    latency_s: float
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached: bool = Field(description="served from the response cache (latency and tokens are the original call's)")
+    raw_text: str
+    parsed_json: str | None = Field(None, description="the answer as validated JSON; null unless status is ok")
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+class VocabularyEntry(Record):
+    """Row of the ``vocabulary`` table: one verb or object lemma from the narrations, and its synonym cluster."""
+
+    vocab_id: str
+    kind: Literal["verb", "object"]
+    word: str
+    canonical: str
+    count: int
 
 
 class Reject(Record):

@@ -81,4 +81,7 @@ def publish_tables(root: Path, rows: dict[str, list[BaseModel]]) -> dict[str, Pa
 def _sort_key(record: BaseModel) -> tuple:
     # Rows sorted by source and position, so files of identical builds are laid out identically.
     d = record.__dict__
-    return tuple(str(d.get(k) or "") for k in ("video_id", "source_path", "clip_id", "start_frame", "kind", "stage", "reason"))
+    return tuple(
+        str(d.get(k) or "")
+        for k in ("video_id", "source_path", "clip_id", "start_frame", "kind", "prompt", "word", "stage", "reason")
+    )
