@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from hiw.annotators import qa
 from hiw.annotators.cache import ResponseCache
 from hiw.annotators.kinematic import hand_sentence
-from hiw.annotators.requests import Backend, BackendError, Reply, Sampling, VLMRequest
+from hiw.annotators.requests import Backend, BackendError, Reply, Sampling, VLMRequest, data_urls
 from hiw.annotators.vocab import Vocabulary
 from hiw.motion.facts import HandFacts
 from hiw.prompts import CLOSED_VOCAB, PCOT, SUMMARISE, Prompt, render_shared
@@ -79,7 +79,7 @@ class PCoTAnnotator:
 
     async def _annotate(self, clip: ClipInput) -> ClipAnnotation:
         out = ClipAnnotation(clip)
-        jpegs = tuple(Path(p).read_bytes() for p in clip.frame_paths)
+        jpegs = [Path(p).read_bytes() for p in clip.frame_paths]
         facts = [hand_sentence(f)[0] for f in clip.facts]
         system, context = render_shared(
             n_frames=len(jpegs), duration_s=f"{clip.duration_s:.1f}", clip_id=clip.clip_id, narration=clip.narration, facts=facts
@@ -88,8 +88,8 @@ class PCoTAnnotator:
             clip_id=clip.clip_id,
             system=system,
             context=context,
-            frames=jpegs,
-            frames_hash=frames_hash(list(jpegs)),
+            images=data_urls(jpegs),
+            frames_hash=frames_hash(jpegs),
             sampling=self.sampling,
         )
 
@@ -197,7 +197,7 @@ class PCoTAnnotator:
             model=self.backend.model,
             request_hash=key,
             frames_hash=request.frames_hash,
-            n_frames=len(request.frames),
+            n_frames=len(request.images),
             status=status,
             error=error,
             attempts=reply.attempts,

@@ -33,12 +33,12 @@ class VLMRequest:
     context: str
     question: str
     schema: dict[str, Any]
-    frames: tuple[bytes, ...] = ()  # JPEG bytes
+    images: tuple[str, ...] = ()  # the frames as data URLs, encoded once per clip and shared by its requests
     frames_hash: str = ""
     sampling: Sampling = field(default_factory=Sampling)
 
     def messages(self, images_first: bool = True) -> list[dict[str, Any]]:
-        images = [{"type": "image_url", "image_url": {"url": data_url(jpeg)}} for jpeg in self.frames]
+        images = [{"type": "image_url", "image_url": {"url": url}} for url in self.images]
         texts = [{"type": "text", "text": self.context}, {"type": "text", "text": self.question}]
         user = images + texts if images_first else texts[::-1] + images  # question-first: the benchmark's contrast
         return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
@@ -59,8 +59,8 @@ class VLMRequest:
         )
 
 
-def data_url(jpeg: bytes) -> str:
-    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+def data_urls(jpegs: list[bytes]) -> tuple[str, ...]:
+    return tuple("data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii") for jpeg in jpegs)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from hiw.annotators.openai_backend import OpenAIBackend
-from hiw.annotators.requests import BackendError, Sampling, VLMRequest
+from hiw.annotators.requests import BackendError, Sampling, VLMRequest, data_urls
 from hiw.prompts import PCOT
 from hiw.prompts.answers import HandRole, answer_schema
 from hiw.testing.openai_server import Behaviour, OpenAIServer
@@ -37,7 +37,7 @@ def request(question: str = "What does each hand do?", frames: int = 2, prompt: 
         context="Clip c_1: 4.0 s.",
         question=question,
         schema=answer_schema(HandRole),
-        frames=tuple(jpeg(i) for i in range(frames)),
+        images=data_urls([jpeg(i) for i in range(frames)]),
         frames_hash="f_test",
         sampling=Sampling(temperature=0.0, max_tokens=64, seed=3),
     )

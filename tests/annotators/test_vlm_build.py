@@ -8,11 +8,11 @@ import shutil
 
 import duckdb
 import pytest
-from test_cli import hiw
 
 from conftest import fixture_file
 from hiw.prompts import PCOT
 from hiw.testing.openai_server import Behaviour, OpenAIServer
+from test_cli import hiw
 
 pytestmark = pytest.mark.slow
 MODEL = "loopback-vlm"

