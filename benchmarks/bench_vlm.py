@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -24,7 +23,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
-import httpx
 import numpy as np
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -124,17 +122,8 @@ def loopback(latency: float, limits: list[int], per_slot: int, frames: int) -> N
         print(row + (f" {failed} failed" if failed else ""))
 
 
-def prefix_counters(url: str) -> tuple[float, float]:
-    text = httpx.get(url.removesuffix("/v1") + "/metrics").text
-
-    def total(name: str) -> float:
-        return sum(float(v) for v in re.findall(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.e+]+)$", text, re.M))
-
-    return total("vllm:prefix_cache_queries_total"), total("vllm:prefix_cache_hits_total")
-
-
 def vllm_ordering(n_clips: int, frames: int, concurrency: int) -> None:
-    from vllm_server import MODEL, serve_tiny_vlm, vllm_available
+    from vllm_server import MODEL, prefix_cache_counters, serve_tiny_vlm, vllm_available
 
     reason = vllm_available()
     if reason:
@@ -147,11 +136,11 @@ def vllm_ordering(n_clips: int, frames: int, concurrency: int) -> None:
         with serve_tiny_vlm() as url:  # a fresh server per order: an empty prefix cache for each
             backend = OpenAIBackend(url, MODEL, concurrency=concurrency, timeout_s=600, retries=0, images_first=images_first)
             asyncio.run(run_all(backend, pcot_requests(1, frames, max_tokens=48)))  # warm-up (allocate, first grammar)
-            q0, h0 = prefix_counters(url)
+            q0, h0 = prefix_cache_counters(url)
             backend = OpenAIBackend(url, MODEL, concurrency=concurrency, timeout_s=600, retries=0, images_first=images_first)
             requests = pcot_requests(n_clips + 1, frames, max_tokens=48)[4:]  # not the warm-up clip
             wall, failed, _ = asyncio.run(run_all(backend, requests))
-            q1, h1 = prefix_counters(url)
+            q1, h1 = prefix_cache_counters(url)
         rate = (h1 - h0) / max(q1 - q0, 1)
         order = "images first (hiw)" if images_first else "question first"
         print(f"| {order} | {len(requests) / wall:.2f} | {rate:.3f} ({h1 - h0:.0f} of {q1 - q0:.0f} tokens) | {failed} |")

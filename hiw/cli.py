@@ -102,7 +102,11 @@ def run_and_report(cfg: BuildConfig):
 @app.command()
 def query(
     sql: Annotated[
-        str, typer.Argument(help="SQL over the views clips, motion, captions, rejects (and tokens, reconstructions once written)")
+        str,
+        typer.Argument(
+            help="SQL over the views clips, motion, captions, responses, vocabulary, rejects "
+            "(and tokens, reconstructions once written)"
+        ),
     ],
     root: Annotated[Path, typer.Option("--root", help="dataset root (the build's --out)")] = Path("hiw-out"),
     fmt: Annotated[str, typer.Option("--format", help="table|csv|json")] = "table",

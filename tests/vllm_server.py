@@ -239,3 +239,16 @@ if __name__ == "__main__":  # manual use: python tests/vllm_server.py  (serves u
         with contextlib.suppress(KeyboardInterrupt):
             while True:
                 time.sleep(3600)
+
+
+def prefix_cache_counters(base_url: str) -> tuple[float, float]:
+    """(prefix-cache queries, hits) in prompt tokens so far, from the server's Prometheus /metrics."""
+    import re
+
+    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+
+    def total(name: str) -> float:
+        return sum(float(v) for v in re.findall(rf"^vllm:{name}(?:\{{[^}}]*\}})? ([0-9.e+]+)$", text, re.M))
+
+    return total("prefix_cache_queries_total"), total("prefix_cache_hits_total")

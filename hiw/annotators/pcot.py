@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -18,13 +19,15 @@ from hiw.annotators import qa
 from hiw.annotators.cache import ResponseCache
 from hiw.annotators.kinematic import hand_sentence
 from hiw.annotators.requests import Backend, BackendError, Reply, Sampling, VLMRequest, data_urls
-from hiw.annotators.vocab import Vocabulary
 from hiw.motion.facts import HandFacts
 from hiw.prompts import CLOSED_VOCAB, PCOT, SUMMARISE, Prompt, render_shared
 from hiw.prompts.answers import Answer, CaptionAnswer, HandRole, answer_schema, closed_schema
 from hiw.schemas import Caption, ResponseRecord
 from hiw.schemas.ids import caption_id, stable_hash
 from hiw.video.sample import frames_hash
+
+if TYPE_CHECKING:
+    from hiw.annotators.vocab import Vocabulary
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import math
 import re
 import textwrap
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.neighbors import LocalOutlierFactor
 
-from hiw.annotators.embed import Embedder
 from hiw.motion.facts import HandFacts
+
+if TYPE_CHECKING:  # the embedder and sklearn load only where they are used
+    from hiw.annotators.embed import Embedder
 
 SIDES = ("left", "right")
 ACTING_ROLES = ("active", "supporting")
@@ -125,6 +127,8 @@ def lof_outliers(embeddings: np.ndarray, n_neighbors: int = 20, max_factor: floa
     1.00 vs 1.54 at k=3). Identical rows (repeated captions) are scored once, as LOF divides by
     their zero distances and would make their neighbours look like outliers.
     """
+    from sklearn.neighbors import LocalOutlierFactor
+
     x = np.asarray(embeddings, dtype=np.float64)
     factor = np.full(len(x), np.nan)
     if len(x):

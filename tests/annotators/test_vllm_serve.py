@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import shutil
+import subprocess
 
 import cv2
 import duckdb
-import httpx
 import pytest
 
 from hiw.annotators.openai_backend import OpenAIBackend
@@ -24,7 +23,16 @@ from hiw.annotators.vocab import build_vocabulary
 from hiw.motion.facts import HandFacts
 from hiw.prompts import PCOT, PROMPTS
 from test_cli import hiw
-from vllm_server import MODEL, serve_tiny_vlm, vllm_available
+from vllm_server import (
+    MODEL,
+    MODEL_DIR,
+    PROJECT,
+    VLLM_PYTHON,
+    prefix_cache_counters,
+    serve_tiny_vlm,
+    vllm_available,
+    vllm_env,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -36,15 +44,6 @@ def vllm_url():
         pytest.skip(f"real vLLM server unavailable: {reason}")
     with serve_tiny_vlm() as url:
         yield url
-
-
-def prefix_cache(url: str) -> tuple[float, float]:
-    text = httpx.get(url.removesuffix("/v1") + "/metrics").text
-    total = {
-        name: sum(float(v) for v in re.findall(rf"^vllm:{name}(?:\{{[^}}]*\}})? ([0-9.e+]+)$", text, re.M))
-        for name in ("prefix_cache_queries_total", "prefix_cache_hits_total")
-    }
-    return total["prefix_cache_queries_total"], total["prefix_cache_hits_total"]
 
 
 def test_pcot_through_real_vllm_gives_schema_valid_answers_and_shares_the_image_prefix(vllm_url, kitchen_video, tmp_path):
@@ -60,7 +59,7 @@ def test_pcot_through_real_vllm_gives_schema_valid_answers_and_shares_the_image_
     facts = (HandFacts("left", 0.9, moving=True, speed_m_s=0.2, directions=("up",)), HandFacts("right", 0.95, grip="grasp"))
     clip = ClipInput("c_kitchen", "v_kitchen", str(kitchen_video), 4.0, "#C C picks up the plate", facts, tuple(frames))
     vocab = build_vocabulary(["#C C picks up the plate", "#C C puts the plate in the sink", "#C C opens the tap"], None)
-    queries0, hits0 = prefix_cache(vllm_url)
+    queries0, hits0 = prefix_cache_counters(vllm_url)
 
     async def run():
         annotator = PCoTAnnotator(
@@ -81,7 +80,7 @@ def test_pcot_through_real_vllm_gives_schema_valid_answers_and_shares_the_image_
     assert [c.kind for c in out.captions] == ["pcot_summary", "closed_vocab"]
     closed = out.captions[1]
     assert set(closed.verbs) <= set(vocab.canonical_verbs()) and set(closed.objects) <= set(vocab.canonical_objects())
-    queries1, hits1 = prefix_cache(vllm_url)
+    queries1, hits1 = prefix_cache_counters(vllm_url)
     assert hits1 - hits0 > 0.3 * (queries1 - queries0)  # the four questions reuse the images' KV blocks
 
 
@@ -106,3 +105,33 @@ def test_build_with_real_vllm_writes_responses_and_vlm_captions(vllm_url, kitche
     assert len(statuses) == 6 and {(s, m) for _, s, m in statuses} == {("ok", MODEL)}, statuses
     assert kinds.get("pcot_summary") == 1 and kinds.get("closed_vocab") == 1
     assert all(isinstance(p, dict) and p for p in parsed)
+
+
+def test_in_process_vllm_backend_batches_and_constrains_answers(kitchen_video, tmp_path):
+    """`--vlm vllm`: hiw's own code inside the vLLM venv (vllm and the project's venv cannot coexist)."""
+    reason = vllm_available()
+    if reason:
+        pytest.skip(f"vLLM venv unavailable: {reason}")
+    capture = cv2.VideoCapture(str(kitchen_video))
+    frames = []
+    for i in range(2):
+        ok, frame = capture.read()
+        assert ok
+        frames.append(str(tmp_path / f"{i}.jpg"))
+        cv2.imwrite(frames[-1], cv2.resize(frame, (448, 252)))
+    env = vllm_env() | {"PYTHONPATH": str(PROJECT), "VLLM_CPU_KVCACHE_SPACE": "1"}
+    proc = subprocess.run(
+        [str(VLLM_PYTHON), str(PROJECT / "tools" / "vllm" / "offline_pcot.py"), str(MODEL_DIR), *frames],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("HIW-RESULT ")]
+    assert proc.returncode == 0 and lines, (proc.stdout + proc.stderr)[-3000:]
+    out = json.loads(lines[0].removeprefix("HIW-RESULT "))
+    assert [(r["prompt"], r["status"], r["backend"]) for r in out["responses"]] == [
+        *((p.name, "ok", "vllm") for p in PCOT),
+        ("summarise", "ok", "vllm"),
+    ]
+    for r in out["responses"]:
+        PROMPTS[r["prompt"]].answer.model_validate_json(r["parsed_json"])
+        assert r["n_frames"] == 2 and r["prompt_tokens"] > 2 * 50 and r["completion_tokens"] > 0
+    assert [c["kind"] for c in out["captions"]] == ["pcot_summary"]
