@@ -185,6 +185,8 @@ class PCoTAnnotator:
             if self.cache is not None:
                 self.cache.put(key, self.backend.model, prompt.name, reply)
         status, answer, error = interpret(reply.text, prompt.answer)
+        if status == "invalid" and reply.finish_reason == "length":
+            error = f"cut off at max_tokens ({request.sampling.max_tokens}); {error}"
         parsed = answer.model_dump_json() if answer is not None else None
         return Call(self._record(request, key, status, error, reply, cached, parsed), answer)
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from hiw.annotators.pcot import ClipInput
 from hiw.config import BuildConfig
-from hiw.errors import StageError
+from hiw.errors import ConfigError, StageError
 from hiw.flows import stages
 from hiw.flows.annotate import AnnotationProgress, VLMOutput, VLMPhase
 from hiw.flows.runners import PlainRunner, PrefectRunner, StageTime
@@ -259,6 +259,8 @@ def build_flow(cfg: BuildConfig, progress: Progress | None = None) -> BuildSumma
     """Run the build as a Prefect flow (ephemeral server unless PREFECT_API_URL points at one)."""
     # a usage error should not wait for a server to start
     check_inputs(cfg.videos, cfg.manifest, TRACK_SUFFIXES if cfg.tracker == "precomputed" else VIDEO_SUFFIXES)
+    if cfg.vlm != "kinematic" and cfg.vocab is not None and not cfg.vocab.is_file():
+        raise ConfigError(f"vocabulary file does not exist: {cfg.vocab}")
     token = _progress.set(progress)
     try:
         return hiw_build.with_options(task_runner=ThreadPoolTaskRunner(max_workers=cfg.workers))(cfg)

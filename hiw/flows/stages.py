@@ -245,7 +245,7 @@ def make_backend(cfg: BuildConfig) -> Backend:
     if cfg.vlm == "openai":
         return OpenAIBackend(cfg.vlm_url, cfg.vlm_model, cfg.vlm_concurrency, cfg.vlm_timeout_s, cfg.vlm_retries)
     if cfg.vlm == "vllm":
-        return VLLMBackend(cfg.vlm_model, max_batch=cfg.vlm_concurrency * 16)
+        return VLLMBackend(cfg.vlm_model)
     raise ConfigError(f"--vlm {cfg.vlm} has no VLM backend")
 
 

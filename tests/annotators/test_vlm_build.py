@@ -111,9 +111,13 @@ def test_caption_giving_the_missing_hand_an_action_is_rejected(fphab_inputs, tmp
         answer = answers.get(body["response_format"]["json_schema"]["name"])
         return Behaviour.ok(json.dumps(answer) if answer else None)
 
+    vocab = tmp_path / "narrations.txt"  # --vocab: the closed vocabulary from another corpus's narrations
+    vocab.write_text("#C C holds the mug\n#C C stirs the tea with a spoon\n#C C writes a note in the notebook\n")
     with OpenAIServer(model=MODEL, script=script) as server:
-        result = hiw(*fphab_args(fphab_inputs, out), "--min-both-hands-frac", "0", *vlm_args(server))
+        result = hiw(*fphab_args(fphab_inputs, out), "--min-both-hands-frac", "0", "--vocab", str(vocab), *vlm_args(server))
     assert result.returncode == 0, result.stderr[-3000:]
+    words = {w for (w,) in query(out, "SELECT word FROM vocabulary")}
+    assert {"hold", "stir", "write", "mug", "tea", "notebook"} <= words and "juice" not in words
     accepted = query(out, "SELECT count(*) FROM clips WHERE status = 'accepted'")[0][0]
     assert accepted >= 2
     assert query(out, "SELECT count(*) FROM responses WHERE n_frames = 0")[0][0] == 6 * accepted  # text only
@@ -144,6 +148,15 @@ def test_unreachable_server_records_failures_and_keeps_the_motion(fphab_inputs, 
     assert summary(out)["vlm_failed_calls"] == 4 * accepted
 
 
-def test_vlm_without_a_model_is_a_usage_error(tmp_path):
-    result = hiw("build", "--videos", str(tmp_path), "--vlm", "openai")
-    assert result.returncode == 2 and "--vlm openai needs --vlm-model" in result.stderr
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--vlm", "openai"], "--vlm openai needs --vlm-model"),
+        (["--vlm", "openai", "--vlm-model", MODEL, "--vocab", "/no/such/vocab.txt"], "vocabulary file does not exist"),
+        (["--vlm", "openai", "--vlm-model", MODEL, "--vlm-concurrency", "0"], "vlm_concurrency"),
+    ],
+)
+def test_vlm_usage_errors_exit_2_with_one_line(tmp_path, args, message):
+    result = hiw("build", "--videos", str(tmp_path), *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
