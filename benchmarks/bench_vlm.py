@@ -33,11 +33,12 @@ from hiw import runtime  # noqa: E402
 runtime.configure()
 
 from hiw.annotators.openai_backend import OpenAIBackend  # noqa: E402
-from hiw.annotators.requests import Sampling, VLMRequest, data_urls  # noqa: E402
-from hiw.prompts import PCOT, render_shared  # noqa: E402
-from hiw.prompts.answers import answer_schema  # noqa: E402
+from hiw.annotators.pcot import ClipInput, ClipRequests  # noqa: E402
+from hiw.annotators.requests import Sampling, VLMRequest  # noqa: E402
+from hiw.motion.facts import HandFacts  # noqa: E402
+from hiw.prompts import PCOT  # noqa: E402
 from hiw.testing.openai_server import OpenAIServer  # noqa: E402
-from hiw.video.sample import encode_frames, frames_hash  # noqa: E402
+from hiw.video.sample import encode_frames  # noqa: E402
 
 
 def clip_frames(seed: int, n: int, width: int = 448) -> list[bytes]:
@@ -49,26 +50,12 @@ def clip_frames(seed: int, n: int, width: int = 448) -> list[bytes]:
 
 
 def pcot_requests(n_clips: int, frames: int, max_tokens: int = 64) -> list[VLMRequest]:
+    """The four PCoT requests of each clip, built as the annotator builds them."""
+    facts = (HandFacts("left", 1.0, moving=True, speed_m_s=0.2, directions=("up",)), HandFacts("right", 1.0))
     requests = []
     for c in range(n_clips):
-        jpegs = clip_frames(c, frames)
-        facts = ["The left hand moves up at a moderate pace.", "The right hand stays mostly still."]
-        system, context = render_shared(n_frames=len(jpegs), duration_s="8.0", clip_id=f"c_{c}", narration=None, facts=facts)
-        for p in PCOT:
-            requests.append(
-                VLMRequest(
-                    clip_id=f"c_{c}",
-                    prompt=p.name,
-                    prompt_version=p.version,
-                    system=system,
-                    context=context,
-                    question=p.render(),
-                    schema=answer_schema(p.answer),
-                    images=data_urls(jpegs),
-                    frames_hash=frames_hash(jpegs),
-                    sampling=Sampling(max_tokens=max_tokens),
-                )
-            )
+        clip = ClipInput(f"c_{c}", "v_bench", "bench.mp4", 8.0, None, facts)
+        requests += [ClipRequests.of(clip, clip_frames(c, frames), Sampling(max_tokens=max_tokens)).request(p) for p in PCOT]
     return requests
 
 

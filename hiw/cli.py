@@ -201,6 +201,17 @@ def _data_source(spec: str | None, clips: int, seed: int):
     return None if spec is None else DataSource.parse(spec, clips, seed)
 
 
+def _split_and_source(split: str | None, spec: str | None, clips: int, seed: int):
+    """The checked --split and --data of tokenize/eval; a bad one exits 2 before any flow starts."""
+    from hiw.data.splits import check_split
+
+    try:
+        check_split(split)
+        return _data_source(spec, clips, seed)
+    except ConfigError as err:
+        fail(err, EXIT_USAGE)
+
+
 def _say(text: str) -> None:
     """One unwrapped, unhighlighted line (scripts grep these)."""
     console.print(text, highlight=False, soft_wrap=True)
@@ -291,14 +302,9 @@ def shift_tokenize(
     data_seed: DataSeedOpt = 0,
 ) -> None:
     """Write the tokens table: per clip the interleaved (left-traj, left-pose, right-traj, right-pose) stream."""
-    from hiw.data.splits import check_split
     from hiw.flows.shift import tokenize_flow
 
-    try:
-        check_split(split)
-        source = _data_source(data, clips, data_seed)
-    except ConfigError as err:
-        fail(err, EXIT_USAGE)
+    source = _split_and_source(split, data, clips, data_seed)
     result = _shift_job(tokenize_flow, _checkpoint(run), source, out, split)
     skipped = _skipped(result.skipped)
     _say(f"{result.rows} clips tokenized by {result.checkpoint_id} -> {result.path}; skipped: {skipped}")
@@ -325,14 +331,9 @@ def shift_eval(
     data_seed: DataSeedOpt = 0,
 ) -> None:
     """Reconstruction metrics on held-out data; the last line is mpjpe_mm=<value>."""
-    from hiw.data.splits import check_split
     from hiw.flows.shift import eval_flow
 
-    try:
-        check_split(split)
-        source = _data_source(data, clips, data_seed)
-    except ConfigError as err:
-        fail(err, EXIT_USAGE)
+    source = _split_and_source(split, data, clips, data_seed)
     report = _shift_job(eval_flow, _checkpoint(run), source, split)
     skipped = _skipped(report.skipped)
     _say(f"{report.variant} {report.checkpoint_id} step {report.step} on {report.data}")

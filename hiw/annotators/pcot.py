@@ -58,6 +58,31 @@ class ClipAnnotation:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (reason, detail): no caption of that kind
 
 
+@dataclass(frozen=True)
+class ClipRequests:
+    """A clip's requests: the shared prefix (system text, frames, context) built once, then one question each."""
+
+    shared: dict
+
+    @classmethod
+    def of(cls, clip: ClipInput, jpegs: list[bytes], sampling: Sampling) -> ClipRequests:
+        facts = [hand_sentence(f)[0] for f in clip.facts]
+        system, context = render_shared(
+            n_frames=len(jpegs), duration_s=f"{clip.duration_s:.1f}", clip_id=clip.clip_id, narration=clip.narration, facts=facts
+        )
+        images, digest = data_urls(jpegs), frames_hash(jpegs)
+        return cls(
+            dict(clip_id=clip.clip_id, system=system, context=context, images=images, frames_hash=digest, sampling=sampling)
+        )
+
+    def request(self, prompt: Prompt, schema: dict | None = None, **values) -> VLMRequest:
+        """``prompt`` rendered with ``values``; the answer schema is the prompt's unless given (closed vocabulary)."""
+        schema = schema if schema is not None else answer_schema(prompt.answer)
+        return VLMRequest(
+            prompt=prompt.name, prompt_version=prompt.version, question=prompt.render(**values), schema=schema, **self.shared
+        )
+
+
 class PCoTAnnotator:
     def __init__(
         self,
@@ -82,26 +107,8 @@ class PCoTAnnotator:
 
     async def _annotate(self, clip: ClipInput) -> ClipAnnotation:
         out = ClipAnnotation(clip)
-        jpegs = [Path(p).read_bytes() for p in clip.frame_paths]
-        facts = [hand_sentence(f)[0] for f in clip.facts]
-        system, context = render_shared(
-            n_frames=len(jpegs), duration_s=f"{clip.duration_s:.1f}", clip_id=clip.clip_id, narration=clip.narration, facts=facts
-        )
-        base = dict(
-            clip_id=clip.clip_id,
-            system=system,
-            context=context,
-            images=data_urls(jpegs),
-            frames_hash=frames_hash(jpegs),
-            sampling=self.sampling,
-        )
-
-        def request(prompt: Prompt, schema: dict, **values) -> VLMRequest:
-            return VLMRequest(
-                prompt=prompt.name, prompt_version=prompt.version, question=prompt.render(**values), schema=schema, **base
-            )
-
-        calls = await asyncio.gather(*(self._call(p, request(p, answer_schema(p.answer))) for p in PCOT))
+        request = ClipRequests.of(clip, [Path(p).read_bytes() for p in clip.frame_paths], self.sampling).request
+        calls = await asyncio.gather(*(self._call(p, request(p)) for p in PCOT))
         out.responses += [c.response for c in calls]
         out.answers = {p.name: c.answer for p, c in zip(PCOT, calls) if c.answer is not None}
         missing = [f"{c.response.prompt}: {c.response.status}" for c in calls if c.answer is None]
@@ -111,7 +118,7 @@ class PCoTAnnotator:
         texts = {p.name: out.answers[p.name].text() if p.name in out.answers else "(no answer)" for p in PCOT}
         notes = [f"pcot: no answer to {', '.join(missing)}"] if missing else []
 
-        summary = await self._call(SUMMARISE, request(SUMMARISE, answer_schema(CaptionAnswer), answers=texts))
+        summary = await self._call(SUMMARISE, request(SUMMARISE, answers=texts))
         out.responses.append(summary.response)
         if summary.answer is None:
             out.failures.append(

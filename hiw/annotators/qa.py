@@ -9,14 +9,10 @@ from __future__ import annotations
 import math
 import re
 import textwrap
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hiw.motion.facts import HandFacts
-
-if TYPE_CHECKING:  # the embedder and sklearn load only where they are used
-    from hiw.annotators.embed import Embedder
 
 SIDES = ("left", "right")
 ACTING_ROLES = ("active", "supporting")
@@ -105,17 +101,9 @@ def grounding_notes(roles: dict[str, str] | None, caption: str, facts: list[Hand
     return list(dict.fromkeys(notes))
 
 
-def agreement(embedder: Embedder, answers: list[str], summary: str) -> float:
-    """Mean cosine similarity of the summary to each non-empty answer; nan when there is nothing to compare."""
-    texts = [a.strip() for a in answers if a and a.strip()]
-    if not texts or not summary.strip():
-        return math.nan
-    rows = embedder.encode([summary.strip(), *texts])
-    return mean_similarity(rows[0], list(rows[1:]))
-
-
 def mean_similarity(vector: np.ndarray, others: list[np.ndarray]) -> float:
-    """Mean cosine similarity of one unit vector to others (nan when there are none); the batch form of ``agreement``."""
+    """Mean cosine similarity of one unit vector to others (nan when there are none): a caption's agreement with its
+    clip's PCoT answers, from embeddings computed in one batch (``hiw.annotators.review``)."""
     return float(np.mean(np.stack(others) @ vector)) if others else math.nan
 
 
@@ -127,7 +115,7 @@ def lof_outliers(embeddings: np.ndarray, n_neighbors: int = 20, max_factor: floa
     1.00 vs 1.54 at k=3). Identical rows (repeated captions) are scored once, as LOF divides by
     their zero distances and would make their neighbours look like outliers.
     """
-    from sklearn.neighbors import LocalOutlierFactor
+    from sklearn.neighbors import LocalOutlierFactor  # here: the vLLM venv running the offline backend has no sklearn
 
     x = np.asarray(embeddings, dtype=np.float64)
     factor = np.full(len(x), np.nan)

@@ -17,8 +17,8 @@ import numpy as np
 from hiw.annotators import qa
 from hiw.annotators.embed import Embedder
 from hiw.annotators.pcot import ClipAnnotation, ClipInput, failing
+from hiw.errors import StageError
 from hiw.schemas import Caption, Reject
-from hiw.schemas.ids import reject_id
 
 
 @dataclass(frozen=True)
@@ -62,22 +62,14 @@ def review(annotations: list[ClipAnnotation], embedder: Embedder, settings: Revi
         reviewed.append(caption)
         if failed:
             reason = f"{caption.kind}.{failed[0].split(':', 1)[0]}"
-            rejects.append(_reject("caption_qa", reason, "; ".join(failed), clips[caption.clip_id]))
+            rejects.append(_reject("caption_qa", StageError(reason, "; ".join(failed)), clips[caption.clip_id]))
     return reviewed, rejects
 
 
 def failure_rejects(annotations: list[ClipAnnotation]) -> list[Reject]:
     """Calls that left a clip without a caption of some kind (``annotate`` stage)."""
-    return [_reject("annotate", reason, detail, a.clip) for a in annotations for reason, detail in a.failures]
+    return [_reject("annotate", StageError(reason, detail), a.clip) for a in annotations for reason, detail in a.failures]
 
 
-def _reject(stage: str, reason: str, detail: str, clip: ClipInput) -> Reject:
-    return Reject(
-        reject_id=reject_id(stage, clip.source_path, clip.clip_id, reason),
-        stage=stage,
-        reason=reason,
-        detail=detail,
-        source_path=clip.source_path,
-        video_id=clip.video_id,
-        clip_id=clip.clip_id,
-    )
+def _reject(stage: str, err: StageError, clip: ClipInput) -> Reject:
+    return Reject.of(stage, err, clip.source_path, clip.video_id, clip.clip_id)

@@ -67,7 +67,7 @@ class VLMPhase:
         except Exception as err:  # noqa: BLE001 - keep the captions (unreviewed) and say why
             out.captions = [c for a in annotations for c in a.captions]
             why = StageError("internal_error", f"dataset-wide caption QA failed: {type(err).__name__}: {err}"[:500])
-            qa_rejects = [stages.make_reject("caption_qa", why, str(self.cfg.out))]
+            qa_rejects = [Reject.of("caption_qa", why, str(self.cfg.out))]
         out.rejects += qa_rejects
         out.vocabulary = vocabulary_rows(self.vocab) if self.vocab else []
         return out

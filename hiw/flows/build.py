@@ -94,12 +94,10 @@ def _attempt(where: Where, stage: str, fn, *args):
     try:
         return fn(*args), None
     except StageError as err:
-        return None, stages.make_reject(stage, err, where.source_path, where.video_id, where.clip_id)
+        return None, Reject.of(stage, err, where.source_path, where.video_id, where.clip_id)
     except Exception as err:  # noqa: BLE001 - unexpected failures are recorded with their text
         detail = f"{type(err).__name__}: {err}".splitlines()[0][:500]
-        return None, stages.make_reject(
-            stage, StageError("internal_error", detail), where.source_path, where.video_id, where.clip_id
-        )
+        return None, Reject.of(stage, StageError("internal_error", detail), where.source_path, where.video_id, where.clip_id)
 
 
 def attempt(runner: PlainRunner, where: Where, stage: str, fn, *args):
@@ -170,7 +168,7 @@ def run_build(cfg: BuildConfig, runner: PlainRunner, progress: Progress | None =
     suffixes = TRACK_SUFFIXES if cfg.tracker == "precomputed" else VIDEO_SUFFIXES
     found = runner.run("discover", discover, cfg.videos, cfg.manifest, suffixes)
     progress.videos_found(len(found.videos) + len(found.unreadable))
-    rejects = [stages.make_reject("discover", StageError("unreadable_entry", why), str(path)) for path, why in found.unreadable]
+    rejects = [Reject.of("discover", StageError("unreadable_entry", why), str(path)) for path, why in found.unreadable]
     tracker_name = stages.tracker_version(cfg)
     with ExitStack() as stack:  # the VLM session closes however the build ends
         vlm = None
@@ -190,7 +188,7 @@ def run_build(cfg: BuildConfig, runner: PlainRunner, progress: Progress | None =
             vid = video.video.video_id
             if vid in first_path:  # same bytes under another name: its clips would duplicate rows
                 same = StageError("duplicate_video", f"same content as {first_path[vid]} (video_id {vid})")
-                rejects.append(stages.make_reject("probe", same, str(video.path), vid))
+                rejects.append(Reject.of("probe", same, str(video.path), vid))
                 continue
             first_path[vid] = video.path
             rejects += video.rejects

@@ -27,7 +27,6 @@ from hiw.motion.fit import FitSettings
 from hiw.motion.pipeline import ClipMotion, MotionSettings, process_motion, require_motion
 from hiw.motion.temporal import TemporalSettings
 from hiw.schemas import HANDS, Caption, ClipRecord, ClipSpec, MotionRecord, Narration, Reject, VideoSource
-from hiw.schemas.ids import reject_id
 from hiw.trackers import ClipTracks, TrackerSettings, make_tracker
 from hiw.trackers.precomputed import VERSION as PRECOMPUTED_VERSION
 from hiw.video.clips import ClipPlan, plan_clips
@@ -72,24 +71,12 @@ def quality_settings(cfg: BuildConfig) -> quality.QualitySettings:
     )
 
 
-def make_reject(stage: str, err: StageError, source_path: str, video_id: str | None = None, clip_id: str | None = None) -> Reject:
-    return Reject(
-        reject_id=reject_id(stage, source_path, clip_id, err.reason),
-        stage=stage,
-        reason=err.reason,
-        detail=err.detail,
-        source_path=source_path,
-        video_id=video_id,
-        clip_id=clip_id,
-    )
-
-
 # --- stages -------------------------------------------------------------------------------------
 
 
 def plan(video: VideoSource, narrations: list[Narration], cfg: BuildConfig) -> tuple[list[ClipSpec], list[Reject]]:
     clips, problems = plan_clips(video, narrations, clip_plan(cfg))
-    return clips, [make_reject("plan", p, video.path, video.video_id) for p in problems]
+    return clips, [Reject.of("plan", p, video.path, video.video_id) for p in problems]
 
 
 def decode(clip: ClipSpec, cfg: BuildConfig, rotation: int = 0) -> np.ndarray:

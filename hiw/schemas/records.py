@@ -16,7 +16,9 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from hiw.errors import StageError
 from hiw.schemas.arrays import FrameArray, FrameMask, FrameValues
+from hiw.schemas.ids import reject_id
 
 N_KEYPOINTS = 21
 KEYPOINT_WIDTH = N_KEYPOINTS * 3
@@ -240,6 +242,19 @@ class Reject(Record):
     video_id: str | None = None
     clip_id: str | None = None
     created_at: datetime = Field(default_factory=utc_now)
+
+    @classmethod
+    def of(cls, stage: str, err: StageError, source_path: str, video_id: str | None = None, clip_id: str | None = None) -> Reject:
+        """The reject for ``err`` at ``stage``; its id is content-derived, so a rebuild gives the same row."""
+        return cls(
+            reject_id=reject_id(stage, source_path, clip_id, err.reason),
+            stage=stage,
+            reason=err.reason,
+            detail=err.detail,
+            source_path=source_path,
+            video_id=video_id,
+            clip_id=clip_id,
+        )
 
 
 class TokenRecord(Record):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hiw.annotators.embed import EMBEDDER_NAME, load_embedder
-from hiw.annotators.qa import agreement, empty_answer, grounding_notes, lof_outliers, refusal
+from hiw.annotators.qa import empty_answer, grounding_notes, lof_outliers, mean_similarity, refusal
 from hiw.motion.facts import HandFacts
 
 KITCHEN_CAPTIONS = [
@@ -195,12 +195,16 @@ def test_agreement(embedder):
         "The right hand is active; the left hand supports by holding the onion.",
         "The onion goes from whole to sliced.",
     ]
-    consistent = agreement(embedder, answers, "The right hand slices an onion while the left hand holds it steady.")
-    off = agreement(embedder, answers, "The person types an email on a laptop keyboard.")
+    vectors = list(embedder.encode(answers))
+
+    def agreement(caption: str) -> float:
+        return mean_similarity(embedder.encode([caption])[0], vectors)
+
+    consistent = agreement("The right hand slices an onion while the left hand holds it steady.")
+    off = agreement("The person types an email on a laptop keyboard.")
     assert 0.3 < consistent <= 1.0 and consistent > off + 0.2
-    assert agreement(embedder, ["", "  "] + answers[:1], answers[0]) == pytest.approx(1.0, abs=1e-5)
-    assert math.isnan(agreement(embedder, ["", " "], "The right hand cuts."))
-    assert math.isnan(agreement(embedder, answers, " "))
+    assert mean_similarity(vectors[0], vectors[:1]) == pytest.approx(1.0, abs=1e-5)
+    assert math.isnan(mean_similarity(vectors[0], []))
 
 
 def test_lof_flags_unrelated_captions(embedder):
