@@ -39,7 +39,7 @@ from hiw.models.checkpoint import load_tokenizer  # noqa: E402
 from hiw.models.evaluate import evaluate  # noqa: E402
 from hiw.models.runs import model_config, train_settings  # noqa: E402
 from hiw.models.train import pick_device, train  # noqa: E402
-from hiw.storage import tables_fingerprint  # noqa: E402
+from hiw.storage import list_versions, load_manifest  # noqa: E402
 
 FPHAB = PROJECT.parent / "shared" / "fixtures" / "pose3d" / "fphab"
 WORK = PROJECT / ".cache" / "bench-shift"
@@ -49,7 +49,7 @@ VARIANTS = ("shift", "single", "lr")
 def fphab_dataset() -> Path:
     """All F-PHAB sequences built once into a dataset (cached under .cache/bench-shift)."""
     out = WORK / "fphab-dataset"
-    if (out / "tables" / "motion").is_dir():
+    if list_versions(out):
         return out
     inputs = WORK / "fphab-in"
     inputs.mkdir(parents=True, exist_ok=True)
@@ -82,7 +82,7 @@ def main() -> None:
         "procedural": screen(procedural_sequences(args.clips, 0, "test"), 4),
         "fphab": screen(dataset_sequences(fphab, "test"), 4),
     }
-    fingerprint = f"bench-procedural-{args.clips}+{tables_fingerprint(fphab)}"
+    fingerprint = f"bench-procedural-{args.clips}+{load_manifest(fphab).content_id(("motion",))}"
     stats = compute_stats(train_seqs.kept, fingerprint)
     settings = train_settings(args.preset, steps=args.steps, batch=args.batch)
     print(

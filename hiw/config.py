@@ -15,6 +15,25 @@ from hiw.schemas.ids import stable_hash
 # Fields that say where data comes from / goes / how fast, not what the data is: not hashed.
 _NOT_HASHED = {"videos", "manifest", "out", "workers", "mano_dir", "vlm_url", "vlm_concurrency", "vlm_timeout_s", "vlm_retries"}
 
+# The settings each stage's output depends on: a rebuild reruns a stage only when its own settings (or its
+# inputs, or its version) changed. Every hashed field belongs to exactly one stage (a test checks it).
+STAGE_FIELDS: dict[str, tuple[str, ...]] = {
+    "plan": ("clip_mode", "window_s", "stride_s", "min_clip_s"),
+    "observe": (  # decode + track + camera: the expensive part, cached per clip
+        "decoder", "track_width", "tracker", "model_complexity", "min_detection_confidence", "min_tracking_confidence",
+        "mirrored_input", "intrinsics", "hfov_deg", "compensate_head_rotation",
+    ),
+    "motion": (
+        "hand_model", "fit_iterations", "fps", "max_gap_s", "savgol_window_s", "savgol_order", "gaussian_sigma_s",
+        "min_both_hands_frac", "min_motion_s", "max_jitter_translation", "max_jitter_rotation",
+    ),
+    "vlm_frames": ("vlm_frames", "vlm_frame_width"),
+    "annotate": (
+        "vlm", "vlm_model", "vlm_temperature", "vlm_max_tokens", "vlm_seed", "vocab",
+        "qa_min_agreement", "qa_lof_neighbors", "qa_max_outlier_factor",
+    ),
+}
+
 
 class BuildConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -97,6 +116,10 @@ class BuildConfig(BaseModel):
 
     def intrinsics_tuple(self) -> tuple[float, float, float, float] | None:
         return tuple(float(p) for p in self.intrinsics.split(",")) if self.intrinsics else None
+
+    def stage_hash(self, stage: str) -> str:
+        """Hash of the settings one stage depends on (``STAGE_FIELDS``)."""
+        return stable_hash({name: self.model_dump(mode="json")[name] for name in STAGE_FIELDS[stage]}, length=12)
 
     def config_hash(self) -> str:
         """Hash of everything that shapes the data (not where it is read from or written to)."""

@@ -11,13 +11,13 @@ from conftest import make_clip, textured_frames, write_video
 from hiw.config import load_config
 from hiw.flows import stages
 from hiw.flows.build import build_flow
-from hiw.storage import open_catalog
+from hiw.storage import open_catalog, read_table
 
 pytestmark = pytest.mark.slow
 
 
 def _tables(root):
-    return {name: pq.read_table(root / "tables" / name).to_pylist() for name in ("clips", "motion", "captions", "rejects")}
+    return {name: read_table(root, name).to_pylist() for name in ("clips", "motion", "captions", "rejects")}
 
 
 @pytest.fixture(scope="module")

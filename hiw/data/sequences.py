@@ -9,17 +9,18 @@ make one token, no valid frame) and counts them, so a bad row is reported, never
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import roma
 import torch
 
 from hiw.data.procedural import ProceduralClip, generate
-from hiw.data.splits import check_split, split_of
+from hiw.data.splits import check_split, dataset_splits, split_of
 from hiw.motion.features import HAND_FEATURES, canonical_origin, motion_features
 from hiw.motion.open_skeleton import template
 from hiw.schemas import HANDS
@@ -98,22 +99,45 @@ def procedural_sequences(n: int, seed: int, split: str | None = None) -> list[Mo
 def dataset_sequences(root: Path, split: str | None = None) -> list[MotionSequence]:
     """Every row of a built dataset's ``motion`` table (one split when given), with its first caption as text.
 
-    Only the rows of the split are read, and per-frame columns go from Arrow to numpy without Python lists.
+    A clip's split is its source video's (``dataset_splits``); only the rows of the split are read.
     """
     from hiw.storage import open_catalog
 
     check_split(split)
-    parts = ("valid", "global_orient", "hand_pose", "transl", "rest_keypoints")
-    columns = ["clip_id", "fps"] + [f"{s}_{c}" for s in HANDS for c in parts]
+    with open_catalog(root) as con:
+        wanted = None
+        if split is not None:
+            splits = dataset_splits(con)
+            wanted = [c for c, s in zip(splits["clip_id"].to_pylist(), splits["split"].to_pylist()) if s == split]
+        return list(read_sequences(con, wanted))
+
+
+MOTION_PARTS = ("valid", "global_orient", "hand_pose", "transl", "rest_keypoints")
+_WIDTHS = {"valid": None, "global_orient": 3, "hand_pose": 45, "transl": 3, "rest_keypoints": None}
+
+
+def read_sequences(
+    con: duckdb.DuckDBPyConnection, clip_ids: Sequence[str] | None = None, batch_rows: int = 256, ordered: bool = True
+) -> Iterator[MotionSequence]:
+    """Rows of the ``motion`` table (all, or those in ``clip_ids``) as sequences, ``batch_rows`` rows at a time.
+
+    Per-frame columns go from Arrow to numpy without Python lists, and only one batch is held at once.
+    ``ordered`` sorts by clip_id (DuckDB then buffers the rows to sort them; exports that write one file per
+    clip need no order). Do not run other queries on ``con`` while iterating: that would end this one.
+    """
+    columns = ["clip_id", "fps"] + [f"{s}_{c}" for s in HANDS for c in MOTION_PARTS]
+    where = "WHERE m.clip_id IN (SELECT unnest($ids))" if clip_ids is not None else ""
     sql = f"""SELECT {", ".join("m." + c for c in columns)},
                      (SELECT first(c.text ORDER BY c.kind DESC) FROM captions c WHERE c.clip_id = m.clip_id) AS text
-              FROM motion m WHERE m.clip_id IN (SELECT unnest($ids)) ORDER BY m.clip_id"""
-    with open_catalog(root) as con:
-        ids = [row[0] for row in con.execute("SELECT clip_id FROM motion").fetchall()]
-        wanted = [i for i in ids if split is None or split_of(i) == split]
-        table = con.sql(sql, params={"ids": wanted}).to_arrow_table()
-    widths = {"valid": None, "global_orient": 3, "hand_pose": 45, "transl": 3, "rest_keypoints": None}
-    per_row = {f"{s}_{c}": _rows(table[f"{s}_{c}"], widths[c]) for s in HANDS for c in parts}
+              FROM motion m {where} {"ORDER BY m.clip_id" if ordered else ""}"""
+    params = {"ids": list(clip_ids)} if clip_ids is not None else None
+    for batch in con.sql(sql, params=params).to_arrow_reader(batch_rows):
+        yield from arrow_sequences(batch)
+
+
+def arrow_sequences(table: pa.Table | pa.RecordBatch) -> list[MotionSequence]:
+    """Motion rows (clip_id, fps, text and the per-hand parameter columns) -> sequences."""
+    per_row = {f"{s}_{c}": frame_rows(table[f"{s}_{c}"], _WIDTHS[c]) for s in HANDS for c in MOTION_PARTS}
     fps, texts = table["fps"].to_pylist(), table["text"].to_pylist()
     return [
         _row_sequence(clip_id, {name: values[i] for name, values in per_row.items()}, fps[i], texts[i] or "")
@@ -121,9 +145,9 @@ def dataset_sequences(root: Path, split: str | None = None) -> list[MotionSequen
     ]
 
 
-def _rows(column: pa.ChunkedArray, width: int | None) -> list[np.ndarray]:
+def frame_rows(column: pa.Array | pa.ChunkedArray, width: int | None) -> list[np.ndarray]:
     """A list column -> one numpy array per row: (frames, width) for fixed-size frame lists, flat otherwise."""
-    arr = column.combine_chunks()
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     offsets = arr.offsets.to_numpy()
     values = arr.values.flatten() if width else arr.values
     flat = values.to_numpy(zero_copy_only=False)

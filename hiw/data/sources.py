@@ -30,9 +30,11 @@ class DataSource(BaseModel):
                 raise ConfigError(f"--clips must be at least 1 (got {clips})")
             return cls(kind="procedural", clips=clips, seed=seed)
         root = Path(spec).expanduser().resolve()
-        if not (root / "tables" / "motion").is_dir():
+        from hiw.storage import list_versions
+
+        if not list_versions(root):
             raise ConfigError(
-                f"--data must be 'procedural' or a built dataset root (no tables/motion under {root}; "
+                f"--data must be 'procedural' or a built dataset root (no dataset versions under {root}; "
                 f"run `hiw build --out {spec}`)"
             )
         return cls(kind="dataset", root=str(root))
@@ -44,9 +46,9 @@ class DataSource(BaseModel):
         """Identifies the data's content: a rebuilt dataset or another generator version gets a new one."""
         if self.kind == "procedural":
             return f"{procedural.VERSION}-n{self.clips}-s{self.seed}"
-        from hiw.storage import tables_fingerprint
+        from hiw.storage import load_manifest
 
-        return tables_fingerprint(Path(self.root))
+        return load_manifest(Path(self.root)).content_id(("motion",))
 
     def load(self, split: str | None) -> list[MotionSequence]:
         if self.kind == "procedural":

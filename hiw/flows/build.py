@@ -17,16 +17,19 @@ from pathlib import Path
 
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from hiw.annotators.pcot import ClipInput
 from hiw.config import BuildConfig
 from hiw.errors import ConfigError, StageError
-from hiw.flows import stages
-from hiw.flows.annotate import AnnotationProgress, VLMOutput, VLMPhase
+from hiw.flows import observations, stages
+from hiw.flows.annotate import AnnotationProgress, VLMPhase
 from hiw.flows.runners import PlainRunner, PrefectRunner, StageTime
+from hiw.flows.version import PlannedVideo, Published, VersionPlan, version_counts
 from hiw.schemas import Caption, ClipRecord, ClipSpec, MotionRecord, Narration, Reject, VideoSource
-from hiw.storage import publish_tables, write_catalog
+from hiw.storage import write_catalog
+from hiw.storage.groups import GroupStore
+from hiw.storage.versions import BuildLock
 from hiw.trackers.precomputed import TRACK_SUFFIXES, load_tracks, probe_tracks
 from hiw.video.discover import VIDEO_SUFFIXES, check_inputs, discover
 from hiw.video.probe import probe_video
@@ -58,9 +61,18 @@ class ClipResult:
 
 
 class BuildSummary(BaseModel):
+    """Counts over the dataset version the build left current, and what this run itself did."""
+
     out: str
+    version: str
+    parent: str | None = None
+    published: bool = Field(description="False when nothing changed: the current version stays current")
     videos_found: int
     videos_probed: int
+    videos_processed: int = 0
+    videos_reused: int = 0
+    groups_written: int = 0
+    groups_reused: int = 0
     clips_planned: int
     clips_accepted: int
     clips_rejected: int
@@ -121,32 +133,66 @@ def process_video(path: Path, narrations: list[Narration], cfg: BuildConfig, run
     return result
 
 
-def _observe(clip: ClipSpec, rotation: int, cfg: BuildConfig, runner: PlainRunner, where: Where):
-    """(tracks, camera, VLM frame files, reject): decode + track + camera from video, or load precomputed tracks."""
+def _observe(clip: ClipSpec, rotation: int, cfg: BuildConfig, tracker_name: str, runner: PlainRunner, where: Where):
+    """(tracks, camera, VLM frame files, reject): decode + track + camera from video (cached per clip in
+    ``cache/observations``), or load precomputed tracks."""
     if cfg.tracker == "precomputed":
         tracks, reject = attempt(runner, where, "load", load_tracks, clip)
         if tracks is not None:
             _, reject = attempt(runner, where, "filter", stages.quality_check, tracks, cfg)
         return tracks, None, (), reject
-    tracks = cam = None
-    frame_paths: tuple[str, ...] = ()
-    frames, reject = attempt(runner, where, "decode", stages.decode, clip, cfg, rotation)
-    if frames is not None:
-        runner.times.count_items("decode", len(frames))
-        tracks, reject = attempt(runner, where, "track", stages.track, frames, clip, cfg)
-    if tracks is not None:
+    decoded: list = []
+
+    def frames():  # decoded once, and only when a stage needs pixels
+        if not decoded:
+            pixels, reject = attempt(runner, where, "decode", stages.decode, clip, cfg, rotation)
+            if pixels is not None:
+                runner.times.count_items("decode", len(pixels))
+            decoded.append((pixels, reject))
+        return decoded[0]
+
+    key = observations.observation_key(clip, cfg, tracker_name)
+    obs = observations.load(cfg.out, key)
+    if obs is None:
+        pixels, reject = frames()
+        if reject:
+            return None, None, (), reject
+        tracks, reject = attempt(runner, where, "track", stages.track, pixels, clip, cfg)
+        if reject:
+            return None, None, (), reject
         runner.times.count_items("track", tracks.n_frames)
-        _, reject = attempt(runner, where, "filter", stages.quality_check, tracks, cfg)
-    if not reject:
-        cam, reject = attempt(runner, where, "camera", stages.camera, frames, tracks, clip, cfg)
-    if not reject and cfg.vlm != "kinematic" and cfg.vlm_frames > 0:
-        frame_paths, reject = attempt(runner, where, "frames", stages.vlm_frames, frames, clip, cfg)
-    return tracks, cam, frame_paths, reject
+        obs = observations.Observation(tracks)
+        if observations.cacheable(tracks):
+            observations.save(cfg.out, key, obs)
+    else:
+        runner.times.add("observe_cached", 0.0, items=obs.tracks.n_frames)
+    _, reject = attempt(runner, where, "filter", stages.quality_check, obs.tracks, cfg)
+    if reject:
+        return obs.tracks, None, (), reject
+    if cfg.compensate_head_rotation and obs.rotations is None:
+        pixels, reject = frames()
+        if not reject:
+            obs.rotations, reject = attempt(runner, where, "camera", stages.camera, pixels, obs.tracks, clip, cfg)
+        if reject:
+            return obs.tracks, None, (), reject
+        if observations.cacheable(obs.tracks):
+            observations.save(cfg.out, key, obs)
+    cam = (stages.intrinsics(clip, cfg), obs.rotations if cfg.compensate_head_rotation else None)
+    frame_paths: tuple[str, ...] = ()
+    if cfg.vlm != "kinematic" and cfg.vlm_frames > 0:
+        frame_paths = stages.stored_vlm_frames(clip, cfg) or ()
+        if not frame_paths:
+            pixels, reject = frames()
+            if not reject:
+                frame_paths, reject = attempt(runner, where, "frames", stages.vlm_frames, pixels, clip, cfg)
+            if reject:
+                return obs.tracks, None, (), reject
+    return obs.tracks, cam, frame_paths, None
 
 
 def process_clip(clip: ClipSpec, rotation: int, cfg: BuildConfig, tracker_name: str, runner: PlainRunner) -> ClipResult:
     where = Where(clip.source_path, clip.video_id, clip.clip_id)
-    tracks, cam, frame_paths, reject = _observe(clip, rotation, cfg, runner, where)  # decoded frames are released on return
+    tracks, cam, frame_paths, reject = _observe(clip, rotation, cfg, tracker_name, runner, where)  # decoded frames are released on return
     motion = annotated = None
     if not reject:
         motion, reject = attempt(runner, where, "motion", stages.motion, tracks, cam, clip, cfg, tracker_name)
@@ -162,86 +208,95 @@ def process_clip(clip: ClipSpec, rotation: int, cfg: BuildConfig, tracker_name: 
 
 
 def run_build(cfg: BuildConfig, runner: PlainRunner, progress: Progress | None = None) -> BuildSummary:
-    """Build the dataset at ``cfg.out``; every bad input ends up in ``rejects``, not in an exception."""
-    progress = progress or Progress()
+    """Build a new version of the dataset at ``cfg.out``, redoing only what changed since the versions before
+    (``hiw.flows.version``); every bad input ends up in ``rejects``, not in an exception."""
+    with BuildLock(cfg.out):
+        return _build(cfg, runner, progress or Progress())
+
+
+def _build(cfg: BuildConfig, runner: PlainRunner, progress: Progress) -> BuildSummary:
     started = time.perf_counter()
     suffixes = TRACK_SUFFIXES if cfg.tracker == "precomputed" else VIDEO_SUFFIXES
     found = runner.run("discover", discover, cfg.videos, cfg.manifest, suffixes)
     progress.videos_found(len(found.videos) + len(found.unreadable))
-    rejects = [Reject.of("discover", StageError("unreadable_entry", why), str(path)) for path, why in found.unreadable]
+    source_rejects = [Reject.of("discover", StageError("unreadable_entry", why), str(p)) for p, why in found.unreadable]
     tracker_name = stages.tracker_version(cfg)
+    futures = [
+        runner.submit("process-video", process_video, path, found.narrations.get(path, []), cfg, runner) for path in found.videos
+    ]
+    videos, first_path, probed = [], {}, 0
+    for path, future in zip(found.videos, futures):  # in path order, so the first of duplicate files is always the same one
+        result: VideoResult = future.result()
+        if result.video is None:
+            source_rejects += result.rejects
+            continue
+        probed += 1
+        vid = result.video.video_id
+        if vid in first_path:  # same bytes under another name: its clips would duplicate rows
+            same = StageError("duplicate_video", f"same content as {first_path[vid]} (video_id {vid})")
+            source_rejects.append(Reject.of("probe", same, str(result.path), vid))
+            continue
+        first_path[vid] = result.path
+        key = stages.unit_key(result.video, found.narrations.get(path, []), cfg, tracker_name)
+        videos.append(PlannedVideo(result.video, result.clips, result.rejects, key))
+    plan = VersionPlan(cfg, videos, source_rejects, GroupStore(cfg.out))
+    progress.clips_planned(plan.clips_to_process())
     with ExitStack() as stack:  # the VLM session closes however the build ends
         vlm = None
-        if cfg.vlm != "kinematic":
-            vlm = stack.enter_context(VLMPhase(cfg, [n.text for ns in found.narrations.values() for n in ns], runner, progress))
-        video_futures = [
-            runner.submit("process-video", process_video, path, found.narrations.get(path, []), cfg, runner)
-            for path in found.videos
+        if plan.annotation_needed():
+            texts = [n.text for ns in found.narrations.values() for n in ns]
+            vlm = stack.enter_context(VLMPhase(cfg, texts, runner, progress))
+            for clip_input in runner.run("annotation_inputs", plan.carried_annotation_inputs):
+                vlm.submit(clip_input)
+        clip_futures = [
+            runner.submit("process-clip", process_clip, clip, video.video.rotation, cfg, tracker_name, runner)
+            for video in plan.videos_to_process()
+            for clip in video.clips
         ]
-        clip_futures, videos_probed, first_path = [], 0, {}
-        for future in video_futures:  # in path order, so the first of duplicate files is always the same one
-            video = future.result()
-            if video.video is None:
-                rejects += video.rejects
-                continue
-            videos_probed += 1
-            vid = video.video.video_id
-            if vid in first_path:  # same bytes under another name: its clips would duplicate rows
-                same = StageError("duplicate_video", f"same content as {first_path[vid]} (video_id {vid})")
-                rejects.append(Reject.of("probe", same, str(video.path), vid))
-                continue
-            first_path[vid] = video.path
-            rejects += video.rejects
-            progress.clips_planned(len(video.clips))
-            clip_futures += [
-                runner.submit("process-clip", process_clip, clip, video.video.rotation, cfg, tracker_name, runner)
-                for clip in video.clips
-            ]
-        clips, motion, captions = [], [], []
         for future in runner.as_completed(clip_futures):
             result: ClipResult = future.result()  # process_clip records failures itself
-            clips.append(result.record)
-            rejects += result.rejects
-            if result.motion is not None:
-                motion.append(result.motion)
-                captions += result.captions
-                if vlm is not None:
-                    vlm.submit(result.vlm_input)
+            if vlm is not None and result.motion is not None:
+                vlm.submit(result.vlm_input)
+            with runner.times.measure("write"):
+                plan.add(result)  # writes a group's shards as soon as its last clip is done
             progress.clip_done(result.record)
-        annotated = vlm.finish() if vlm is not None else VLMOutput()
-        captions += annotated.captions
-        rejects += annotated.rejects
-        responses = annotated.responses
-
+        if vlm is not None:
+            with runner.times.measure("write"):
+                plan.add_annotation(vlm.finish())
     with runner.times.measure("write"):
-        tables = {"clips": clips, "motion": motion, "captions": captions, "responses": responses, "rejects": rejects}
-        publish_tables(cfg.out, tables | {"vocabulary": annotated.vocabulary})
+        outcome = plan.publish()
         write_catalog(cfg.out)
-    summary = BuildSummary(
+    summary = summarise(cfg, outcome, found, probed, runner, time.perf_counter() - started)
+    report = {"summary": summary.model_dump(mode="json"), "config": cfg.model_dump(mode="json")}
+    (cfg.out / "build.json").write_text(json.dumps(report, indent=2))
+    return summary
+
+
+def summarise(cfg: BuildConfig, outcome: Published, found, videos_probed: int, runner: PlainRunner, wall_s: float):
+    """The build summary: counts over the published version's tables, and what this run did."""
+    counts = version_counts(cfg.out, outcome.manifest)
+    responses = outcome.new_responses
+    return BuildSummary(
         out=str(cfg.out.resolve()),
+        version=outcome.manifest.version,
+        parent=outcome.manifest.parent,
+        published=outcome.published,
         videos_found=len(found.videos) + len(found.unreadable),
         videos_probed=videos_probed,
-        clips_planned=len(clips),
-        clips_accepted=sum(c.status == "accepted" for c in clips),
-        clips_rejected=sum(c.status == "rejected" for c in clips),
-        captions=len(captions),
-        captions_by_kind=dict(Counter(c.kind for c in captions).most_common()),
+        videos_processed=outcome.videos_processed,
+        videos_reused=outcome.videos_reused,
+        groups_written=outcome.groups_written,
+        groups_reused=outcome.groups_reused,
         vlm_calls=sum(not r.cached for r in responses),
         vlm_cache_hits=sum(r.cached for r in responses),
         vlm_failed_calls=sum(r.status in ("error", "timeout") for r in responses),
         vlm_prompt_tokens=sum(r.prompt_tokens or 0 for r in responses if not r.cached),
         vlm_completion_tokens=sum(r.completion_tokens or 0 for r in responses if not r.cached),
-        rejects_by_reason=dict(Counter(f"{r.stage}/{r.reason}" for r in rejects).most_common()),
-        frames_tracked=sum(c.frames_decoded for c in clips),
-        frames_any_hand=sum(c.frames_any_hand for c in clips),
-        frames_both_hands=sum(c.frames_both_hands for c in clips),
         stage_times=runner.times.snapshot(),
-        wall_s=time.perf_counter() - started,
+        wall_s=wall_s,
         config_hash=cfg.config_hash(),
+        **counts,
     )
-    report = {"summary": summary.model_dump(mode="json"), "config": cfg.model_dump(mode="json")}
-    (cfg.out / "build.json").write_text(json.dumps(report, indent=2))
-    return summary
 
 
 _progress: ContextVar[Progress | None] = ContextVar("hiw_build_progress", default=None)

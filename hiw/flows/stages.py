@@ -26,12 +26,13 @@ from hiw.motion.facts import HandSequence, hand_facts
 from hiw.motion.fit import FitSettings
 from hiw.motion.pipeline import ClipMotion, MotionSettings, process_motion, require_motion
 from hiw.motion.temporal import TemporalSettings
+from hiw.schemas.ids import stable_hash
 from hiw.schemas import HANDS, Caption, ClipRecord, ClipSpec, MotionRecord, Narration, Reject, VideoSource
 from hiw.trackers import ClipTracks, TrackerSettings, make_tracker
 from hiw.trackers.precomputed import VERSION as PRECOMPUTED_VERSION
 from hiw.video.clips import ClipPlan, plan_clips
 from hiw.video.decode import decode_clip
-from hiw.video.sample import encode_frames, write_frames
+from hiw.video.sample import encode_frames, stored_frames, write_frames
 
 
 def clip_plan(cfg: BuildConfig) -> ClipPlan:
@@ -112,14 +113,17 @@ def quality_check(tracks: ClipTracks, cfg: BuildConfig) -> None:
         )
 
 
-def camera(frames: np.ndarray, tracks: ClipTracks, clip: ClipSpec, cfg: BuildConfig) -> tuple[Intrinsics, CameraRotations | None]:
-    """The camera's intrinsics (source pixels) and, when compensating, its rotation over the clip."""
-    K = load_intrinsics(clip.source_path, clip.width, clip.height, cfg.intrinsics_tuple(), cfg.hfov_deg)
-    if not cfg.compensate_head_rotation:
-        return K, None
+def intrinsics(clip: ClipSpec, cfg: BuildConfig) -> Intrinsics:
+    """The camera's intrinsics in source pixels (given, from a calibration file beside the video, or assumed)."""
+    return load_intrinsics(clip.source_path, clip.width, clip.height, cfg.intrinsics_tuple(), cfg.hfov_deg)
+
+
+def camera(frames: np.ndarray, tracks: ClipTracks, clip: ClipSpec, cfg: BuildConfig) -> CameraRotations:
+    """The camera's rotation over the clip, from the background around the hands."""
+    K = intrinsics(clip, cfg)
     scale = frames.shape[2] / clip.width
     hands = [tracks.hands[side].keypoints_2d.reshape(-1, 21, 3) for side in HANDS]
-    return K, estimate_camera_rotations(frames, hands, K.scaled(scale), scale)
+    return estimate_camera_rotations(frames, hands, K.scaled(scale), scale)
 
 
 def motion(
@@ -205,7 +209,30 @@ def motion_quality(motion: MotionRecord, cfg: BuildConfig) -> None:
 def vlm_frames(frames: np.ndarray, clip: ClipSpec, cfg: BuildConfig) -> tuple[str, ...]:
     """The clip's frames for the VLM, stored as JPEG under the dataset root."""
     jpegs = encode_frames(frames, cfg.vlm_frames, cfg.vlm_frame_width)
-    return tuple(str(p) for p in write_frames(cfg.out, clip.clip_id, jpegs))
+    return tuple(str(p) for p in write_frames(cfg.out, _frames_folder(clip, cfg), jpegs))
+
+
+def stored_vlm_frames(clip: ClipSpec, cfg: BuildConfig) -> tuple[str, ...] | None:
+    """The clip's VLM frames from an earlier build with the same frame settings (a folder is written whole or
+    not at all), or None."""
+    paths = tuple(str(p) for p in stored_frames(cfg.out, _frames_folder(clip, cfg)))
+    return paths or None
+
+
+def _frames_folder(clip: ClipSpec, cfg: BuildConfig) -> str:
+    return f"{clip.clip_id}-{cfg.vlm_frames}x{cfg.vlm_frame_width}"
+
+
+def unit_key(video: VideoSource, narrations: list[Narration], cfg: BuildConfig, tracker_name: str) -> str:
+    """What a video's rows in clips, motion, captions (kinematic, narration) and rejects derive from: its bytes,
+    its narrations, the settings of every per-clip stage, the tracker and the stage versions."""
+    settings = [cfg.stage_hash(stage) for stage in ("plan", "observe", "motion")]
+    spans = [(n.start_s, n.end_s, n.text) for n in narrations]
+    return "u_" + stable_hash(video.video_id, spans, settings, tracker_name, STAGE_VERSIONS, length=24)
+
+
+# Bump a stage's number when its code changes what it writes: rebuilds then redo that stage and what follows.
+STAGE_VERSIONS = {"plan": 1, "observe": 1, "motion": 1, "quality": 1, "kinematic_captions": 1}
 
 
 def annotate(motion: MotionRecord, clip: ClipSpec, frame_paths: tuple[str, ...] = ()) -> tuple[list[Caption], ClipInput]:

@@ -26,7 +26,7 @@ from hiw.models.evaluate import EvalReport, evaluate
 from hiw.models.tokenizer import PRESETS, TokenizerConfig, Variant
 from hiw.models.tokens import reconstruction_records, token_records
 from hiw.models.train import METRICS_FILE, TRAIN_PRESETS, TrainResult, TrainSettings, pick_device, train
-from hiw.storage import TABLES_DIR, write_catalog, write_derived
+from hiw.storage import list_versions, write_catalog, write_derived
 
 RUN_FILE = "run.json"
 
@@ -159,5 +159,5 @@ def _run_dir(loaded: LoadedTokenizer) -> Path:
 
 def _refresh_catalog(out: Path) -> None:
     """A dataset root's catalog gains views of the derived tables; a run folder has no catalog to refresh."""
-    if (out / TABLES_DIR).is_dir():
+    if list_versions(out):
         write_catalog(out)

@@ -1,15 +1,18 @@
-"""Parquet tables and the DuckDB catalog over them."""
+"""Dataset versions of content-addressed Parquet shards, and the DuckDB catalog over them."""
 
-from hiw.storage.catalog import CATALOG_FILE, open_catalog, write_catalog
-from hiw.storage.tables import TABLES_DIR, publish_tables, table_glob, tables_fingerprint, write_derived
+from hiw.storage.catalog import CATALOG_FILE, derived_glob, open_catalog, read_table, write_catalog
+from hiw.storage.derived import write_derived
+from hiw.storage.versions import Manifest, list_versions, load_manifest, resolve_version
 
 __all__ = [
     "CATALOG_FILE",
-    "TABLES_DIR",
+    "Manifest",
+    "derived_glob",
+    "list_versions",
+    "load_manifest",
     "open_catalog",
-    "publish_tables",
-    "table_glob",
-    "tables_fingerprint",
+    "read_table",
+    "resolve_version",
     "write_catalog",
     "write_derived",
 ]

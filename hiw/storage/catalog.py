@@ -1,51 +1,141 @@
-"""The DuckDB catalog: a small database file with one view per table over the Parquet files.
+"""The DuckDB catalog: one small database file with views over the shards of each dataset version.
 
-Views hold absolute paths so plain ``duckdb ROOT/catalog.duckdb`` works from any folder;
-``open_catalog`` rewrites them when the dataset root has moved.
+The default schema holds the current version's tables, the joined views ``samples`` (one row per accepted
+clip with its captions) and ``video_stats`` (one row per source video), and the derived tables (``tokens``,
+``reconstructions``) once written. Every version also has a schema of its own name: ``SELECT * FROM v1.clips``.
+Views hold absolute paths so plain ``duckdb ROOT/catalog.duckdb`` works from any folder; ``open_catalog``
+rewrites the file when the root has moved or a new version was published.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 
-from hiw.errors import ConfigError
-from hiw.schemas import DERIVED_TABLES, TABLES
-from hiw.storage.tables import TABLES_DIR, table_glob
+from hiw.schemas import DERIVED_TABLES, TABLES, arrow_schema
+from hiw.schemas.ids import stable_hash
+from hiw.storage.shards import SHARDS_DIR
+from hiw.storage.versions import Manifest, list_versions, load_manifest, resolve_version
 
 CATALOG_FILE = "catalog.duckdb"
+CAPTION_PRIORITY = "CASE kind WHEN 'closed_vocab' THEN 0 WHEN 'pcot_summary' THEN 1 WHEN 'narration' THEN 2 ELSE 3 END"
+
+
+def derived_glob(root: Path, name: str) -> Path:
+    """Where a derived table's files live: ``ROOT/<name>/*.parquet``, one file per producer (e.g. checkpoint)."""
+    return root / name / "*.parquet"
+
+
+def empty_shard(root: Path, table: str) -> Path:
+    """A 0-row file with the table's schema, so a table no build has written yet still has a typed view."""
+    schema = arrow_schema(TABLES[table])
+    path = root / SHARDS_DIR / table / f"empty-{stable_hash(schema.to_string(), length=12)}.parquet"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        pq.write_table(schema.empty_table(), tmp)
+        tmp.replace(path)
+    return path
+
+
+def _files(root: Path, manifest: Manifest, table: str) -> list[str]:
+    files = [str(root / f.path) for f in manifest.files(table)]
+    return files or [str(empty_shard(root, table))]
+
+
+def _sql_list(paths: list[str]) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+
+
+def create_views(con: duckdb.DuckDBPyConnection, root: Path, manifest: Manifest, schema: str = "main") -> None:
+    """The tables of one version and the joined views over them, in ``schema``."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    for name in TABLES:
+        con.execute(
+            f"CREATE OR REPLACE VIEW {schema}.{name} AS "
+            f"SELECT * FROM read_parquet({_sql_list(_files(root, manifest, name))}, union_by_name = true)"
+        )
+    con.execute(f"""
+        CREATE OR REPLACE VIEW {schema}.samples AS
+        WITH cap AS (
+            SELECT clip_id,
+                   list(struct_pack(kind, text, verbs, objects, qa_passed) ORDER BY {CAPTION_PRIORITY}) AS captions,
+                   first(text ORDER BY {CAPTION_PRIORITY}) FILTER (WHERE qa_passed) AS caption,
+                   list_distinct(flatten(list(verbs) FILTER (WHERE qa_passed))) AS verbs,
+                   list_distinct(flatten(list(objects) FILTER (WHERE qa_passed))) AS objects
+            FROM {schema}.captions GROUP BY clip_id)
+        SELECT c.clip_id, c.video_id, c.source_path, c.clip_index, c.start_s, c.end_s, c.end_s - c.start_s AS duration_s,
+               c.narration, c.any_hand_frac, c.both_hands_frac, c.motion_s, c.jitter_translation, c.jitter_rotation,
+               c.fit_error_mm, c.tracker, m.fps, m.n_frames, m.hand_model,
+               cap.caption, coalesce(cap.verbs, []) AS verbs, coalesce(cap.objects, []) AS objects, cap.captions
+        FROM {schema}.clips c
+        JOIN (SELECT clip_id, fps, n_frames, hand_model FROM {schema}.motion) m USING (clip_id)
+        LEFT JOIN cap USING (clip_id)
+        WHERE c.status = 'accepted'""")
+    con.execute(f"""
+        CREATE OR REPLACE VIEW {schema}.video_stats AS
+        SELECT video_id, any_value(source_path) AS source_path, count(*) AS clips,
+               count(*) FILTER (WHERE status = 'accepted') AS accepted, count(*) FILTER (WHERE status = 'rejected') AS rejected,
+               coalesce(sum(end_s - start_s) FILTER (WHERE status = 'accepted'), 0) AS accepted_s,
+               avg(both_hands_frac) AS mean_both_hands_frac,
+               (SELECT count(*) FROM {schema}.captions k JOIN {schema}.clips x USING (clip_id)
+                WHERE x.video_id = c.video_id AND k.qa_passed) AS captions
+        FROM {schema}.clips c GROUP BY video_id""")
 
 
 def write_catalog(root: Path) -> Path:
+    """(Re)write ``ROOT/catalog.duckdb``: the current version in ``main``, every version in its own schema."""
     root = root.resolve()
     path = root / CATALOG_FILE
     tmp = path.with_name(f".{CATALOG_FILE}.tmp")
     tmp.unlink(missing_ok=True)
+    versions = list_versions(root)
     with duckdb.connect(str(tmp)) as con:
-        derived = [name for name in DERIVED_TABLES if any(table_glob(root, name).parent.glob("*.parquet"))]
-        for name in [*TABLES, *derived]:
-            glob = str(table_glob(root, name)).replace("'", "''")
+        for name in versions:
+            manifest = load_manifest(root, name)
+            create_views(con, root, manifest, name)
+            if name == versions[-1]:
+                create_views(con, root, manifest)
+        derived = [name for name in DERIVED_TABLES if any(derived_glob(root, name).parent.glob("*.parquet"))]
+        for name in derived:
+            glob = str(derived_glob(root, name)).replace("'", "''")
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{glob}', union_by_name = true)")
-        con.execute("CREATE TABLE hiw_catalog AS SELECT ? AS root", [str(root)])
+        con.execute("CREATE TABLE hiw_catalog AS SELECT ? AS stamp", [_stamp(root)])
     tmp.replace(path)
     return path
 
 
-def open_catalog(root: Path) -> duckdb.DuckDBPyConnection:
-    """A read-only connection to the catalog of a built dataset root."""
+def open_catalog(root: Path, version: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to a dataset's catalog; ``version`` (e.g. ``v2``) selects an older version's
+    tables as the default schema (the current one otherwise)."""
     root = root.resolve()
+    name = resolve_version(root, version)  # a clear error when there is no dataset or no such version
     path = root / CATALOG_FILE
-    if not (root / TABLES_DIR).is_dir():
-        raise ConfigError(f"no dataset at {root} (expected {TABLES_DIR}/ and {CATALOG_FILE}; run `hiw build --out {root}` first)")
-    if not path.exists() or _catalog_root(path) != str(root):
+    if not path.exists() or _catalog_stamp(path) != _stamp(root):
         write_catalog(root)
-    return duckdb.connect(str(path), read_only=True)
+    con = duckdb.connect(str(path), read_only=True)
+    if version is not None:
+        con.execute(f"USE {name}")
+    return con
 
 
-def _catalog_root(path: Path) -> str | None:
+def _stamp(root: Path) -> str:
+    derived = sorted(str(p.name) for name in DERIVED_TABLES for p in derived_glob(root, name).parent.glob("*.parquet"))
+    return json.dumps({"root": str(root), "versions": list_versions(root), "derived": derived})
+
+
+def _catalog_stamp(path: Path) -> str | None:
     try:
         with duckdb.connect(str(path), read_only=True) as con:
-            return con.execute("SELECT root FROM hiw_catalog").fetchone()[0]
+            return con.execute("SELECT stamp FROM hiw_catalog").fetchone()[0]
     except duckdb.Error:
         return None
+
+
+def read_table(root: Path, name: str, version: str | None = None, columns: list[str] | None = None):
+    """One table of a version (the current one by default) as a pyarrow Table."""
+    manifest = load_manifest(root, version)
+    return pq.read_table(_files(root, manifest, name), columns=columns, schema=None if columns else arrow_schema(TABLES[name]))

@@ -48,6 +48,11 @@ def frames_hash(jpegs: list[bytes]) -> str:
     return "f_" + digest.hexdigest()[:16]
 
 
+def stored_frames(root: Path, name: str) -> list[Path]:
+    """The frames stored under ``name`` (empty when there are none)."""
+    return sorted((root / FRAMES_DIR / name).glob("*.jpg"))
+
+
 def write_frames(root: Path, clip_id: str, jpegs: list[bytes]) -> list[Path]:
     """Store a clip's VLM frames atomically (a folder appears complete or not at all)."""
     folder = root / FRAMES_DIR / clip_id

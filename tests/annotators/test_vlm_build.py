@@ -54,10 +54,16 @@ def test_kitchen_video_gets_pcot_and_closed_vocabulary_captions_and_a_rebuild_ca
         calls = len(server.requests)
         assert calls == 6  # one accepted clip: four PCoT questions, the summary, the closed-vocabulary caption
         assert all(sum(p["type"] == "image_url" for p in r["messages"][1]["content"]) == 4 for r in server.requests)
-        again = hiw(*args, *vlm_args(server, "--vlm-frames", "4"))
+        same = hiw(*args, *vlm_args(server, "--vlm-frames", "4"))
+        assert same.returncode == 0, same.stderr[-3000:]
+        assert len(server.requests) == calls and not summary(out)["published"]  # nothing changed: no work, no version
+        # a QA setting changed: the annotation is redone (no tracking), every answer from the response cache
+        again = hiw(*args, *vlm_args(server, "--vlm-frames", "4", "--qa-min-agreement", "0.2"))
         assert again.returncode == 0, again.stderr[-3000:]
-        assert len(server.requests) == calls  # nothing changed: every answer came from the response cache
-    assert summary(out)["vlm_calls"] == 0 and summary(out)["vlm_cache_hits"] == 6
+        assert len(server.requests) == calls
+    done = summary(out)
+    assert done["vlm_calls"] == 0 and done["vlm_cache_hits"] == 6 and done["version"] == "v2" and done["published"]
+    assert done["videos_processed"] == 0 and done["videos_reused"] == 1 and "track" not in done["stage_times"]
     rows = query(out, "SELECT prompt, status, cached, model, n_frames FROM responses ORDER BY prompt")
     assert [r[0] for r in rows] == PROMPTS and {r[1:] for r in rows} == {("ok", True, MODEL, 4)}
     kinds = dict(query(out, "SELECT kind, count(*) FROM captions GROUP BY kind"))
@@ -71,7 +77,7 @@ def test_kitchen_video_gets_pcot_and_closed_vocabulary_captions_and_a_rebuild_ca
     vocab = query(out, "SELECT kind, word FROM vocabulary ORDER BY kind, word")
     assert ("verb", "pick up") in vocab and ("object", "plate") in vocab
     [(clip_id,)] = query(out, "SELECT clip_id FROM clips WHERE status = 'accepted'")
-    assert len(list((out / "cache" / "frames" / clip_id).glob("*.jpg"))) == 4
+    assert len(list((out / "cache" / "frames" / f"{clip_id}-4x448").glob("*.jpg"))) == 4
     assert "VLM calls / cache hits" in again.stdout and "0 / 6" in again.stdout
 
 

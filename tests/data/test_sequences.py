@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from collections import Counter
 
 import numpy as np
@@ -16,14 +17,14 @@ from conftest import fixture_file
 from hiw.config import load_config
 from hiw.data.sequences import MotionSequence, dataset_sequences, procedural_sequences, screen
 from hiw.data.sources import DataSource
-from hiw.data.splits import SPLITS, split_of
+from hiw.data.splits import SPLITS, dataset_splits, split_of
 from hiw.data.stats import STD_FLOOR, compute_stats
 from hiw.data.windows import crop, random_batch, tiles
 from hiw.errors import ConfigError
 from hiw.flows.build import build_plain
 from hiw.motion.features import HAND_FEATURES, hand_features, hand_params
 from hiw.motion.open_skeleton import template
-from hiw.storage import tables_fingerprint
+from hiw.storage import load_manifest, open_catalog, read_table
 
 FPHAB_FILES = ("S1_write_1_skeleton.txt", "S1_stir_1_skeleton.txt", "Subject_1/open_juice_bottle/3/skeleton.txt")
 
@@ -148,7 +149,7 @@ def fphab_dataset(tmp_path_factory, fphab_dir):
 
 def test_dataset_sequences_read_the_motion_table(fphab_dataset, fphab_dir):
     sequences = dataset_sequences(fphab_dataset)
-    table = pq.read_table(fphab_dataset / "tables" / "motion").to_pylist()
+    table = read_table(fphab_dataset, "motion").to_pylist()
     assert len(sequences) == len(table) > 3
     by_id = {row["clip_id"]: row for row in table}
     for seq in sequences:
@@ -163,21 +164,26 @@ def test_dataset_sequences_read_the_motion_table(fphab_dataset, fphab_dir):
         assert np.allclose(seq.features[valid, 195:198] + seq.origin, transl, atol=1e-5)
     assert screen(sequences, 4).kept == sequences
     train = dataset_sequences(fphab_dataset, "train")
-    assert [s.clip_id for s in train] == [s.clip_id for s in sequences if split_of(s.clip_id) == "train"]
+    with open_catalog(fphab_dataset) as con:
+        splits = dataset_splits(con).to_pylist()
+    in_train = {row["clip_id"] for row in splits if row["split"] == "train"}  # a clip's split is its video's
+    assert train and [s.clip_id for s in train] == [s.clip_id for s in sequences if s.clip_id in in_train]
     everything = {s.clip_id: s for s in sequences}
     assert all(np.array_equal(s.features, everything[s.clip_id].features) for s in train)
 
 
-def test_dataset_source_fingerprint_follows_the_table_bytes(fphab_dataset, tmp_path):
+def test_dataset_source_fingerprint_follows_the_version(fphab_dataset, tmp_path):
     source = DataSource.parse(str(fphab_dataset))
-    assert source.kind == "dataset" and source.fingerprint() == tables_fingerprint(fphab_dataset)
+    assert source.kind == "dataset" and source.fingerprint() == load_manifest(fphab_dataset).content_id(("motion",))
     copy = tmp_path / "copy"
     shutil.copytree(fphab_dataset, copy)
     assert DataSource.parse(str(copy)).fingerprint() == source.fingerprint()  # content, not location
-    motion = next((copy / "tables" / "motion").glob("*.parquet"))
-    table = pq.read_table(motion)
-    pq.write_table(table.slice(1), motion)
-    assert DataSource.parse(str(copy)).fingerprint() != source.fingerprint()
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for path in sorted(Path(p) for p in read_table(copy, "clips", columns=["source_path"])["source_path"].to_pylist())[:2]:
+        shutil.copy(path, inputs / path.name)
+    build_plain(load_config(videos=str(inputs), out=copy, tracker="precomputed", min_both_hands_frac=0, window_s=3.0))
+    assert DataSource.parse(str(copy)).fingerprint() != source.fingerprint()  # a new version with other motion
     with pytest.raises(ConfigError, match="procedural"):
         DataSource.parse(str(tmp_path / "nowhere"))
 
@@ -185,7 +191,7 @@ def test_dataset_source_fingerprint_follows_the_table_bytes(fphab_dataset, tmp_p
 def test_dataset_rows_with_nan_parameters_are_screened_out(fphab_dataset, tmp_path):
     copy = tmp_path / "nan"
     shutil.copytree(fphab_dataset, copy)
-    motion = next((copy / "tables" / "motion").glob("*.parquet"))
+    motion = next(copy / f.path for f in load_manifest(copy).files("motion") if f.rows)
     rows = pq.read_table(motion).to_pylist()
     valid = [i for i, v in enumerate(rows[0]["right_valid"]) if v]
     rows[0]["right_hand_pose"][valid[2]][4] = float("nan")  # a corrupted value in a valid frame

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow.parquet as pq
+
+from hiw.storage import read_table
 import pytest
 from scipy.spatial.transform import Rotation
 
@@ -290,7 +292,7 @@ def test_build_keeps_the_good_file_and_rejects_the_bad_ones(tmp_path, world_hand
     cfg = load_config(videos=str(inputs), out=tmp_path / "out", tracker="precomputed", workers=2)
 
     summary = build_plain(cfg)
-    t = {name: pq.read_table(cfg.out / "tables" / name).to_pylist() for name in ("clips", "motion", "captions", "rejects")}
+    t = {name: read_table(cfg.out, name).to_pylist() for name in ("clips", "motion", "captions", "rejects")}
     clips = {c["source_path"].rsplit("/", 1)[-1]: c for c in t["clips"]}
     assert set(clips) == {"good.npz", "all_nan.npz", "giant.npz", "untracked.npz"}  # one_frame.npz is too short to plan a clip
     assert clips["good.npz"]["status"] == "accepted"

@@ -1,0 +1,73 @@
+"""The per-clip cache of what tracking saw: a rebuild whose tracker settings are unchanged never decodes or
+tracks a clip twice, even when motion, filter or caption settings changed.
+
+Entries are ``ROOT/cache/observations/<key>.npz`` (arrays only, no pickle), keyed by (clip id, the observe
+stage's settings, tracker version, stage version): the tracks of both hands and, once computed, the camera's
+rotations. Written atomically, so a killed build leaves whole entries or none.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hiw.config import BuildConfig
+from hiw.motion.camera import CameraRotations
+from hiw.schemas import HANDS, ClipSpec, HandTrack
+from hiw.schemas.ids import stable_hash
+from hiw.trackers import ClipTracks
+
+OBSERVATIONS_DIR = Path("cache") / "observations"
+OBSERVE_VERSION = 1  # bump when decode, tracking or camera code changes what they return
+
+
+@dataclass
+class Observation:
+    tracks: ClipTracks
+    rotations: CameraRotations | None = None  # None until the camera stage ran for this clip
+
+
+def observation_key(clip: ClipSpec, cfg: BuildConfig, tracker_name: str) -> str:
+    return "o_" + stable_hash(clip.clip_id, cfg.stage_hash("observe"), tracker_name, OBSERVE_VERSION, length=24)
+
+
+def cacheable(tracks: ClipTracks) -> bool:
+    """Tracks from an image tracker (keypoints only); precomputed tracks are re-read from their files instead."""
+    return tracks.params is None and tracks.betas is None
+
+
+def load(root: Path, key: str) -> Observation | None:
+    path = root / OBSERVATIONS_DIR / f"{key}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            hands = {
+                side: HandTrack(side=side, valid=z[f"{side}_valid"], keypoints_2d=z[f"{side}_kp2d"], keypoints_3d=z[f"{side}_kp3d"])
+                for side in HANDS
+            }
+            tracks = ClipTracks(fps=float(z["fps"]), hands=hands, coordinate_frame=str(z["coordinate_frame"]))
+            rotations = None
+            if "cam_rotations" in z:
+                rotations = CameraRotations(z["cam_rotations"], z["cam_ok"], z["cam_inliers"])
+            return Observation(tracks, rotations)
+    except (OSError, KeyError, ValueError):  # missing, or unreadable: observe again
+        return None
+
+
+def save(root: Path, key: str, obs: Observation) -> None:
+    folder = root / OBSERVATIONS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {"fps": np.float64(obs.tracks.fps), "coordinate_frame": np.str_(obs.tracks.coordinate_frame)}
+    for side in HANDS:
+        hand = obs.tracks.hands[side]
+        arrays |= {f"{side}_valid": hand.valid, f"{side}_kp2d": hand.keypoints_2d, f"{side}_kp3d": hand.keypoints_3d}
+    if obs.rotations is not None:
+        r = obs.rotations
+        arrays |= {"cam_rotations": r.rotations, "cam_ok": r.ok, "cam_inliers": r.n_inliers}
+    tmp = folder / f".{key}.{uuid.uuid4().hex}.npz"
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, folder / f"{key}.npz")

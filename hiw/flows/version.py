@@ -1,0 +1,243 @@
+"""How one build becomes one dataset version, redoing only what changed.
+
+Every probed video gets a unit key (``stages.unit_key``: its bytes, narrations, per-clip stage settings and
+versions). Videos are grouped into shards (``group_videos``); a group's key is the list of its videos' unit
+keys. When a build starts:
+- a group whose key was written before (by any build, published or killed) is reused as it is;
+- a video whose unit key is in some written group is carried: its rows are read back from that group;
+- only the other videos' clips are processed, and a group is written as soon as its last clip is done.
+The VLM annotation is one dataset-wide group keyed by every unit key and the annotation settings, prompts and
+vocabulary; when it must be redone, the VLM response cache keeps unchanged calls free. A build whose groups
+are exactly the current version's publishes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hiw import __version__
+from hiw.annotators.pcot import ClipInput
+from hiw.config import BuildConfig
+from hiw.flows import stages
+from hiw.flows.annotate import VLMOutput
+from hiw.prompts import PROMPTS
+from hiw.schemas import TABLES, ClipSpec, MotionRecord, Reject, ResponseRecord, VideoSource, to_table
+from hiw.schemas.ids import file_digest, stable_hash
+from hiw.storage.catalog import create_views
+from hiw.storage.groups import GroupStore
+from hiw.storage.shards import FORMAT_VERSION, group_videos
+from hiw.storage.versions import Group, Manifest, current_version, load_manifest, next_version, publish
+
+VIDEO_TABLES = ("clips", "motion", "captions", "rejects")
+ANNOTATION_TABLES = ("captions", "responses", "vocabulary", "rejects")
+
+
+@dataclass
+class PlannedVideo:
+    video: VideoSource
+    clips: list[ClipSpec]
+    rejects: list[Reject]  # from planning
+    unit: str
+
+
+@dataclass
+class _Group:
+    key: str
+    videos: list[PlannedVideo]
+    pending: int = 0  # clips still being processed
+    written: Group | None = None
+
+
+@dataclass
+class Published:
+    manifest: Manifest
+    published: bool
+    videos_processed: int
+    videos_reused: int
+    groups_written: int
+    groups_reused: int
+    new_responses: list[ResponseRecord] = field(default_factory=list)
+
+
+class VersionPlan:
+    def __init__(self, cfg: BuildConfig, videos: list[PlannedVideo], source_rejects: list[Reject], store: GroupStore):
+        self.cfg, self.store, self.source_rejects = cfg, store, source_rejects
+        by_id = {v.video.video_id: v for v in videos}
+        self.groups: list[_Group] = []
+        self._group_of: dict[str, _Group] = {}
+        self._results: dict[str, list] = {}
+        self._to_process: list[PlannedVideo] = []
+        self.groups_written = self.groups_reused = 0
+        for ids in group_videos([(v.video.video_id, len(v.clips)) for v in videos]):
+            members = [by_id[i] for i in ids]
+            group = _Group("g_" + stable_hash("videos", FORMAT_VERSION, [(v.video.video_id, v.unit) for v in members], length=24), members)
+            group.written = store.get(group.key)
+            self.groups.append(group)
+            if group.written:
+                self.groups_reused += 1
+                continue
+            for video in members:
+                self._group_of[video.video.video_id] = group
+                if store.holding(video.unit) is None:
+                    self._to_process.append(video)
+                    self._results[video.video.video_id] = []
+                    group.pending += len(video.clips)
+        units = sorted((v.video.video_id, v.unit) for v in videos)
+        self.annotation_key = None if cfg.vlm == "kinematic" else "a_" + stable_hash(units, _annotation_settings(cfg), length=24)
+        self.annotation: Group | None = store.get(self.annotation_key) if self.annotation_key else None
+        self.new_responses: list[ResponseRecord] = []
+
+    # --- what to do --------------------------------------------------------------------------------
+
+    def videos_to_process(self) -> list[PlannedVideo]:
+        return self._to_process
+
+    def clips_to_process(self) -> int:
+        return sum(len(v.clips) for v in self._to_process)
+
+    def annotation_needed(self) -> bool:
+        return self.annotation_key is not None and self.annotation is None
+
+    def carried_annotation_inputs(self) -> list[ClipInput]:
+        """What the VLM needs of every accepted clip this build does not process (read back from the shards)."""
+        processed = {v.video.video_id for v in self._to_process}
+        inputs = []
+        for group in self.groups:
+            for source, videos in self._sources(group, [v for v in group.videos if v.video.video_id not in processed]):
+                ids = [v.video.video_id for v in videos]
+                clips = self.store.rows(source, "clips", "video_id", ids).filter(pc.field("status") == "accepted")
+                motion = {row["clip_id"]: row for row in self.store.rows(source, "motion", "video_id", ids).to_pylist()}
+                for row in clips.to_pylist():
+                    spec = ClipSpec(**{k: row[k] for k in ClipSpec.model_fields})
+                    inputs.append(stages.annotate(MotionRecord(**motion[spec.clip_id]), spec, self._frames(spec))[1])
+        return inputs
+
+    def _frames(self, clip: ClipSpec) -> tuple[str, ...]:
+        if self.cfg.vlm_frames == 0 or self.cfg.tracker == "precomputed":
+            return ()
+        stored = stages.stored_vlm_frames(clip, self.cfg)
+        if stored:
+            return stored
+        try:  # the frames folder was deleted: decode just those frames again
+            return stages.vlm_frames(stages.decode(clip, self.cfg), clip, self.cfg)
+        except Exception:  # noqa: BLE001 - without frames the VLM still gets the clip's text context
+            return ()
+
+    def _sources(self, group: _Group, videos: list[PlannedVideo]) -> list[tuple[Group, list[PlannedVideo]]]:
+        """The written groups that hold ``videos``' rows."""
+        by_source: dict[str, tuple[Group, list[PlannedVideo]]] = {}
+        for video in videos:
+            source = group.written if group.written else self.store.holding(video.unit)
+            by_source.setdefault(source.key, (source, []))[1].append(video)
+        return list(by_source.values())
+
+    # --- results -----------------------------------------------------------------------------------
+
+    def add(self, result) -> None:
+        """One processed clip (``ClipResult``); writes its group when it was the group's last clip."""
+        video_id = result.record.video_id
+        self._results[video_id].append(result)
+        group = self._group_of[video_id]
+        group.pending -= 1
+        if group.pending == 0:
+            self._write(group)
+
+    def add_annotation(self, out: VLMOutput) -> None:
+        tables = {"captions": out.captions, "responses": out.responses, "vocabulary": out.vocabulary, "rejects": out.rejects}
+        arrow = {name: to_table(TABLES[name], rows) for name, rows in tables.items()}
+        self.annotation = self.store.write("annotation", self.annotation_key, {}, arrow)
+        self.new_responses = out.responses
+
+    def _write(self, group: _Group) -> None:
+        parts: dict[str, list[pa.Table]] = {name: [] for name in VIDEO_TABLES}
+        new = [v for v in group.videos if v.video.video_id in self._results]
+        carried = [v for v in group.videos if v.video.video_id not in self._results]
+        results = [r for v in new for r in self._results.pop(v.video.video_id)]
+        rows = {
+            "clips": [r.record for r in results],
+            "motion": [r.motion for r in results if r.motion is not None],
+            "captions": [c for r in results for c in r.captions],
+            "rejects": [j for v in new for j in v.rejects] + [j for r in results for j in r.rejects],
+        }
+        for name in VIDEO_TABLES:
+            parts[name].append(to_table(TABLES[name], rows[name]))
+        for source, videos in self._sources(group, carried):
+            ids = [v.video.video_id for v in videos]
+            clips = self.store.rows(source, "clips", "video_id", ids)
+            parts["clips"].append(clips)
+            parts["motion"].append(self.store.rows(source, "motion", "video_id", ids))
+            parts["captions"].append(self.store.rows(source, "captions", "clip_id", clips["clip_id"].to_pylist()))
+            parts["rejects"].append(self.store.rows(source, "rejects", "video_id", ids))
+        units = {v.video.video_id: v.unit for v in group.videos}
+        group.written = self.store.write("videos", group.key, units, {n: pa.concat_tables(t) for n, t in parts.items()})
+        self.groups_written += 1
+
+    def publish(self) -> Published:
+        """Write what is left, then publish a new version, unless its groups are exactly the current version's."""
+        for group in self.groups:
+            if group.written is None:  # every video carried or without clips: nothing was processed for it
+                self._write(group)
+        rejects = sorted(self.source_rejects, key=lambda r: r.reject_id)
+        sources_key = "s_" + stable_hash([(r.reject_id, r.detail) for r in rejects], length=24)
+        sources = self.store.get(sources_key) or self.store.write("sources", sources_key, {}, {"rejects": to_table(Reject, rejects)})
+        groups = [g.written for g in self.groups] + ([self.annotation] if self.annotation else []) + [sources]
+        root = self.cfg.out
+        current = current_version(root)
+        counts = dict(
+            videos_processed=len(self._to_process),
+            videos_reused=sum(len(g.videos) for g in self.groups) - len(self._to_process),
+            groups_written=self.groups_written,
+            groups_reused=self.groups_reused,
+            new_responses=self.new_responses,
+        )
+        if current:
+            previous = load_manifest(root, current)
+            if {g.key for g in previous.groups} == {g.key for g in groups}:
+                return Published(previous, False, **counts)
+        manifest = Manifest(
+            version=next_version(root),
+            parent=current,
+            created_at=datetime.now(UTC),
+            code_version=__version__,
+            config_hash=self.cfg.config_hash(),
+            config=self.cfg.model_dump(mode="json"),
+            groups=groups,
+        )
+        publish(root, manifest)
+        return Published(manifest, True, **counts)
+
+
+def _annotation_settings(cfg: BuildConfig) -> list:
+    vocab = file_digest(cfg.vocab) if cfg.vocab is not None and cfg.vocab.is_file() else None
+    prompts = sorted((name, p.version) for name, p in PROMPTS.items())
+    return [cfg.stage_hash("annotate"), cfg.stage_hash("vlm_frames"), prompts, vocab, stages.STAGE_VERSIONS]
+
+
+def version_counts(root, manifest: Manifest) -> dict:
+    """The summary's dataset counts, from the version's own tables."""
+    with duckdb.connect() as con:
+        create_views(con, root, manifest)
+        clips = con.execute(
+            """SELECT count(*), count(*) FILTER (WHERE status = 'accepted'), count(*) FILTER (WHERE status = 'rejected'),
+                      coalesce(sum(frames_decoded), 0), coalesce(sum(frames_any_hand), 0), coalesce(sum(frames_both_hands), 0)
+               FROM clips"""
+        ).fetchall()[0]
+        kinds = con.sql("SELECT kind, count(*) n FROM captions GROUP BY kind ORDER BY n DESC, kind").fetchall()
+        reasons = con.sql("SELECT stage || '/' || reason r, count(*) n FROM rejects GROUP BY r ORDER BY n DESC, r").fetchall()
+    return dict(
+        clips_planned=clips[0],
+        clips_accepted=clips[1],
+        clips_rejected=clips[2],
+        frames_tracked=clips[3],
+        frames_any_hand=clips[4],
+        frames_both_hands=clips[5],
+        captions=sum(n for _, n in kinds),
+        captions_by_kind=dict(kinds),
+        rejects_by_reason=dict(reasons),
+    )
+
