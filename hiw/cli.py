@@ -99,36 +99,174 @@ def run_and_report(cfg: BuildConfig):
     return summary
 
 
+Root = Annotated[Path, typer.Option("--root", help="dataset root (the build's --out)")]
+Version = Annotated[str | None, typer.Option("--version", help="a dataset version, e.g. v2 (default: the current one)")]
+QUERY_FORMATS = ("table", "csv", "json", "parquet")
+
+
 @app.command()
 def query(
     sql: Annotated[
         str,
         typer.Argument(
-            help="SQL over the views clips, motion, captions, responses, vocabulary, rejects "
-            "(and tokens, reconstructions once written)"
+            help="SQL over the views clips, motion, captions, responses, vocabulary, rejects, samples, video_stats "
+            "(and tokens, reconstructions once written); older versions also as v1.clips, ..."
         ),
     ],
-    root: Annotated[Path, typer.Option("--root", help="dataset root (the build's --out)")] = Path("hiw-out"),
-    fmt: Annotated[str, typer.Option("--format", help="table|csv|json")] = "table",
+    root: Root = Path("hiw-out"),
+    version: Version = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="table|csv|json|parquet (default: from --out, else table)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="write the result to this file instead of printing it")] = None,
 ) -> None:
-    """Run SQL against a built dataset's DuckDB catalog."""
+    """Run SQL against a dataset version through its DuckDB catalog."""
     import duckdb
 
     from hiw.report import print_rows
     from hiw.storage import open_catalog
 
-    if fmt not in ("table", "csv", "json"):
-        fail(ConfigError(f"--format must be table, csv or json (got {fmt!r})"), EXIT_USAGE)
+    fmt = fmt or (out.suffix.lstrip(".") if out is not None and out.suffix.lstrip(".") in QUERY_FORMATS else "table")
+    if fmt not in QUERY_FORMATS or (fmt == "parquet" and out is None):
+        fail(ConfigError(f"--format must be table, csv or json, or parquet with --out (got {fmt!r})"), EXIT_USAGE)
     try:
-        with open_catalog(root) as con:
+        with open_catalog(root, version) as con:
+            if out is not None and fmt != "table":
+                target = str(out.resolve()).replace("'", "''")
+                options = {"csv": "FORMAT csv, HEADER", "json": "FORMAT json, ARRAY true", "parquet": "FORMAT parquet"}[fmt]
+                con.execute(f"COPY ({sql.strip().rstrip(';')}) TO '{target}' ({options})")
+                errors.print(f"wrote {out}", highlight=False)
+                return
             cursor = con.execute(sql)
             columns = [d[0] for d in cursor.description or []]
             rows = cursor.fetchall()
     except ConfigError as err:
         fail(err, EXIT_USAGE)
-    except duckdb.Error as err:
-        fail(ConfigError(f"query failed: {str(err).splitlines()[0]}"), EXIT_FAILURE)
+    except duckdb.Error as err:  # DuckDB's own message (with its caret under the bad token), no traceback
+        fail(ConfigError(f"query failed: {err}"), EXIT_FAILURE)
     print_rows(columns, rows, fmt, console)
+
+
+@app.command()
+def versions(root: Root = Path("hiw-out"), fmt: Annotated[str, typer.Option("--format", help="table|json")] = "table") -> None:
+    """List a dataset's versions, oldest first (the last one is current)."""
+    from hiw.report import print_rows
+    from hiw.storage import list_versions, load_manifest
+
+    rows = []
+    try:
+        for name in list_versions(root) or [load_manifest(root).version]:  # no versions: load_manifest says why
+            m = load_manifest(root, name)
+            rows.append(
+                (
+                    m.version,
+                    m.created_at.isoformat(timespec="seconds"),
+                    m.parent or "",
+                    m.rows("clips"),
+                    m.rows("motion"),
+                    m.rows("captions"),
+                    m.rows("rejects"),
+                    f"{m.bytes() / 1e6:.1f}",
+                    m.config_hash,
+                    m.code_version,
+                )
+            )
+    except ConfigError as err:
+        fail(err, EXIT_USAGE)
+    columns = ["version", "created_at", "parent", "clips", "motion", "captions", "rejects", "MB", "config_hash", "code"]
+    print_rows(columns, rows, fmt, console)
+
+
+@app.command()
+def diff(
+    a: Annotated[str, typer.Argument(help="the older version, e.g. v1")],
+    b: Annotated[str, typer.Argument(help="the newer version (default: current)")] = "latest",
+    root: Root = Path("hiw-out"),
+    fmt: Annotated[str, typer.Option("--format", help="table|json")] = "table",
+) -> None:
+    """Clips added, removed and changed, and captions changed, between two versions."""
+    from hiw.report import print_diff
+    from hiw.storage.diff import diff_versions
+
+    try:
+        result = diff_versions(root, a, b)
+    except ConfigError as err:
+        fail(err, EXIT_USAGE)
+    if fmt == "json":
+        print(result.model_dump_json(indent=1))
+    else:
+        print_diff(result, console)
+
+
+@app.command()
+def verify(
+    root: Root = Path("hiw-out"),
+    version: Version = None,
+    all_versions: Annotated[bool, typer.Option("--all", help="verify every version, not only one")] = False,
+) -> None:
+    """Check a version's shards against its manifest (checksums, schema, rows) and its tables against each other.
+    Exits 1 when anything is wrong."""
+    from hiw.storage import list_versions
+    from hiw.storage.verify import verify_version
+
+    try:
+        names = list_versions(root) if all_versions else [version]
+        problems = [p for name in names for p in verify_version(root, name)]
+    except ConfigError as err:
+        fail(err, EXIT_USAGE)
+    for problem in problems:
+        errors.print(f"[bold red]problem:[/] {problem}", highlight=False)
+    if problems:
+        raise typer.Exit(EXIT_FAILURE)
+    console.print(f"ok: {', '.join(n or 'current version' for n in names)} verified", highlight=False)
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option("--out", help="folder to write the export into")],
+    fmt: Annotated[str, typer.Option("--format", help="clutch|humanml3d")] = "clutch",
+    root: Root = Path("hiw-out"),
+    version: Version = None,
+    where: Annotated[
+        str | None, typer.Option("--where", help="SQL condition on the clips table (alias c) to export a subset")
+    ] = None,
+    balance: Annotated[bool, typer.Option("--balance", help="split each activity cluster 80/10/10 on its own")] = False,
+    fractions: Annotated[str, typer.Option("--fractions", help="train,val,test shares of clips")] = "0.8,0.1,0.1",
+    seed: Annotated[int, typer.Option("--seed", help="seed of the split order")] = 0,
+) -> None:
+    """Write a dataset version in a trainer's layout, split by source video."""
+    from hiw.data.splits import dataset_splits
+    from hiw.export import export_clutch, export_humanml3d
+    from hiw.storage import open_catalog, resolve_version
+
+    exporters = {"clutch": export_clutch, "humanml3d": export_humanml3d}
+    try:
+        if fmt not in exporters:
+            raise ConfigError(f"--format must be clutch or humanml3d (got {fmt!r})")
+        shares = tuple(float(x) for x in fractions.split(","))
+        with open_catalog(root, version) as con:
+            splits = dataset_splits(con, shares, seed, balance, where)
+            name = resolve_version(root.resolve(), version)
+            summary = exporters[fmt](con, out, splits=splits, progress=_progress_line(f"export {fmt}"), dataset_version=name)
+    except ValueError:
+        fail(ConfigError(f"--fractions must be three numbers like 0.8,0.1,0.1 (got {fractions!r})"), EXIT_USAGE)
+    except ConfigError as err:
+        fail(err, EXIT_USAGE)
+    counts = ", ".join(f"{k} {v}" for k, v in summary.splits.items())
+    console.print(f"exported {summary.sequences} sequences ({counts}) from {name} to {summary.out}", highlight=False)
+    if summary.skipped:
+        console.print(f"skipped: {_skipped(summary.skipped)}", highlight=False)
+
+
+def _progress_line(label: str):
+    """A progress callback (done, total) that prints a line every 10%."""
+    shown = set()
+
+    def report(done: int, total: int) -> None:
+        step = 10 * done // max(total, 1)
+        if step not in shown:
+            shown.add(step)
+            errors.print(f"{label}: {done}/{total}", highlight=False)
+
+    return report
 
 
 @app.command()

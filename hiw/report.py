@@ -36,12 +36,15 @@ STAGE_ORDER = [
 
 
 def print_summary(summary: BuildSummary, console: Console) -> None:
-    counts = Table(title="hiw build", show_header=False)
+    title = f"hiw build: {summary.version}" + ("" if summary.published else " (nothing changed, no new version)")
+    counts = Table(title=title, show_header=False)
     counts.add_column(style="bold")
     counts.add_column(justify="right")
     frames = max(summary.frames_tracked, 1)
     for label, value in [
         ("videos found / probed", f"{summary.videos_found} / {summary.videos_probed}"),
+        ("videos processed / reused", f"{summary.videos_processed} / {summary.videos_reused}"),
+        ("shard groups written / reused", f"{summary.groups_written} / {summary.groups_reused}"),
         ("clips planned", summary.clips_planned),
         ("clips accepted", summary.clips_accepted),
         ("clips rejected", summary.clips_rejected),
@@ -169,3 +172,15 @@ def print_rows(columns: list[str], rows: list[tuple], fmt: str, console: Console
             table.add_row(*(_cell(v) for v in row))
         console.print(table)
         console.print(f"{len(rows)} row(s)", style="dim")
+
+
+def print_diff(diff, console: Console) -> None:
+    """``hiw diff``: counts per kind of change, and a few clip ids of each."""
+    table = Table(title=f"{diff.a} -> {diff.b}")
+    for col in ("change", "count", "examples"):
+        table.add_column(col, justify="right" if col == "count" else "left")
+    for kind in ("clips_added", "clips_removed", "clips_changed", "captions_added", "captions_removed", "captions_changed"):
+        table.add_row(kind.replace("_", " "), str(getattr(diff, kind)), ", ".join(diff.examples.get(kind, [])))
+    console.print(table)
+    if diff.unchanged():
+        console.print("no differences", style="dim")

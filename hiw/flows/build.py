@@ -192,7 +192,9 @@ def _observe(clip: ClipSpec, rotation: int, cfg: BuildConfig, tracker_name: str,
 
 def process_clip(clip: ClipSpec, rotation: int, cfg: BuildConfig, tracker_name: str, runner: PlainRunner) -> ClipResult:
     where = Where(clip.source_path, clip.video_id, clip.clip_id)
-    tracks, cam, frame_paths, reject = _observe(clip, rotation, cfg, tracker_name, runner, where)  # decoded frames are released on return
+    tracks, cam, frame_paths, reject = _observe(
+        clip, rotation, cfg, tracker_name, runner, where
+    )  # decoded frames are released on return
     motion = annotated = None
     if not reject:
         motion, reject = attempt(runner, where, "motion", stages.motion, tracks, cam, clip, cfg, tracker_name)

@@ -45,7 +45,9 @@ def load(root: Path, key: str) -> Observation | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             hands = {
-                side: HandTrack(side=side, valid=z[f"{side}_valid"], keypoints_2d=z[f"{side}_kp2d"], keypoints_3d=z[f"{side}_kp3d"])
+                side: HandTrack(
+                    side=side, valid=z[f"{side}_valid"], keypoints_2d=z[f"{side}_kp2d"], keypoints_3d=z[f"{side}_kp3d"]
+                )
                 for side in HANDS
             }
             tracks = ClipTracks(fps=float(z["fps"]), hands=hands, coordinate_frame=str(z["coordinate_frame"]))

@@ -75,7 +75,9 @@ class VersionPlan:
         self.groups_written = self.groups_reused = 0
         for ids in group_videos([(v.video.video_id, len(v.clips)) for v in videos]):
             members = [by_id[i] for i in ids]
-            group = _Group("g_" + stable_hash("videos", FORMAT_VERSION, [(v.video.video_id, v.unit) for v in members], length=24), members)
+            group = _Group(
+                "g_" + stable_hash("videos", FORMAT_VERSION, [(v.video.video_id, v.unit) for v in members], length=24), members
+            )
             group.written = store.get(group.key)
             self.groups.append(group)
             if group.written:
@@ -184,7 +186,9 @@ class VersionPlan:
                 self._write(group)
         rejects = sorted(self.source_rejects, key=lambda r: r.reject_id)
         sources_key = "s_" + stable_hash([(r.reject_id, r.detail) for r in rejects], length=24)
-        sources = self.store.get(sources_key) or self.store.write("sources", sources_key, {}, {"rejects": to_table(Reject, rejects)})
+        sources = self.store.get(sources_key) or self.store.write(
+            "sources", sources_key, {}, {"rejects": to_table(Reject, rejects)}
+        )
         groups = [g.written for g in self.groups] + ([self.annotation] if self.annotation else []) + [sources]
         root = self.cfg.out
         current = current_version(root)
@@ -240,4 +244,3 @@ def version_counts(root, manifest: Manifest) -> dict:
         captions_by_kind=dict(kinds),
         rejects_by_reason=dict(reasons),
     )
-

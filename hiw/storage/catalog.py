@@ -46,7 +46,7 @@ def _files(root: Path, manifest: Manifest, table: str) -> list[str]:
     return files or [str(empty_shard(root, table))]
 
 
-def _sql_list(paths: list[str]) -> str:
+def sql_list(paths: list[str]) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
@@ -56,7 +56,7 @@ def create_views(con: duckdb.DuckDBPyConnection, root: Path, manifest: Manifest,
     for name in TABLES:
         con.execute(
             f"CREATE OR REPLACE VIEW {schema}.{name} AS "
-            f"SELECT * FROM read_parquet({_sql_list(_files(root, manifest, name))}, union_by_name = true)"
+            f"SELECT * FROM read_parquet({sql_list(_files(root, manifest, name))}, union_by_name = true)"
         )
     con.execute(f"""
         CREATE OR REPLACE VIEW {schema}.samples AS
