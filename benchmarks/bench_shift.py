@@ -82,7 +82,7 @@ def main() -> None:
         "procedural": screen(procedural_sequences(args.clips, 0, "test"), 4),
         "fphab": screen(dataset_sequences(fphab, "test"), 4),
     }
-    fingerprint = f"bench-procedural-{args.clips}+{load_manifest(fphab).content_id(("motion",))}"
+    fingerprint = f"bench-procedural-{args.clips}+{load_manifest(fphab).content_id(('motion',))}"
     stats = compute_stats(train_seqs.kept, fingerprint)
     settings = train_settings(args.preset, steps=args.steps, batch=args.batch)
     print(

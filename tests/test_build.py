@@ -4,7 +4,6 @@ import shutil
 
 import duckdb
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from conftest import make_clip, textured_frames, write_video

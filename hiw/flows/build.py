@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from contextlib import ExitStack
 from contextvars import ContextVar
 from dataclasses import dataclass, field

@@ -26,8 +26,8 @@ from hiw.motion.facts import HandSequence, hand_facts
 from hiw.motion.fit import FitSettings
 from hiw.motion.pipeline import ClipMotion, MotionSettings, process_motion, require_motion
 from hiw.motion.temporal import TemporalSettings
-from hiw.schemas.ids import stable_hash
 from hiw.schemas import HANDS, Caption, ClipRecord, ClipSpec, MotionRecord, Narration, Reject, VideoSource
+from hiw.schemas.ids import stable_hash
 from hiw.trackers import ClipTracks, TrackerSettings, make_tracker
 from hiw.trackers.precomputed import VERSION as PRECOMPUTED_VERSION
 from hiw.video.clips import ClipPlan, plan_clips

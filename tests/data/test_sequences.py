@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa

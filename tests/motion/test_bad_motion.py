@@ -8,9 +8,6 @@ keypoints (OpenPose order), so PnP recovers the hands' camera-space placement.
 from __future__ import annotations
 
 import numpy as np
-import pyarrow.parquet as pq
-
-from hiw.storage import read_table
 import pytest
 from scipy.spatial.transform import Rotation
 
@@ -23,6 +20,7 @@ from hiw.motion import quality
 from hiw.motion.camera import Intrinsics
 from hiw.motion.pipeline import MotionSettings, process_motion, require_motion
 from hiw.schemas import HANDS, HandTrack
+from hiw.storage import read_table
 from hiw.trackers.base import ClipTracks
 from hiw.trackers.precomputed import read_fphab
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
-import pyarrow.parquet as pq
-
-from hiw.storage import load_manifest, read_table
 import pytest
 from scipy.spatial.transform import Rotation
 
@@ -16,6 +13,7 @@ from hiw.config import load_config
 from hiw.flows.build import build_flow, build_plain
 from hiw.motion.hand_model import PARENTS21, to_mano21
 from hiw.schemas import HANDS
+from hiw.storage import load_manifest, read_table
 from hiw.trackers.precomputed import read_fphab
 
 pytestmark = pytest.mark.filterwarnings("ignore:loadtxt. input contained no data")  # the empty F-PHAB file
