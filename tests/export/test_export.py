@@ -23,7 +23,7 @@ from hiw.export import export_clutch, export_humanml3d
 from hiw.export.humanml3d import tag
 from hiw.flows.build import build_plain
 from hiw.motion.features import FEATURES, HAND_FEATURES
-from hiw.storage import open_catalog
+from hiw.storage import load_manifest, open_catalog
 
 UPOS = {"ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "SCONJ", "VERB", "X"}
 # (subject, action, narration or None): narrated recordings become one clip, the others 3 s windows
@@ -212,7 +212,7 @@ def test_hugging_face_datasets_reads_the_tables(dataset, tmp_path, monkeypatch):
         counts = {t: con.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in ("captions", "motion")}
         kinds = con.sql("SELECT kind FROM captions").fetchall()
     for table, rows in counts.items():
-        files = sorted(str(p) for p in dataset.glob(f"**/{table}/*.parquet"))
+        files = [str(dataset / f.path) for f in load_manifest(dataset).files(table)]  # as README shows
         loaded = datasets.load_dataset("parquet", data_files={"train": files}, cache_dir=str(tmp_path / "cache"))["train"]
         assert loaded.num_rows == rows > 0 and "clip_id" in loaded.column_names
         if table == "captions":
