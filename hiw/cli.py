@@ -209,7 +209,7 @@ def verify(
 
     try:
         names = list_versions(root) if all_versions else [version]
-        problems = [p for name in names for p in verify_version(root, name)]
+        problems = [p for name in names for p in verify_version(root, name, _progress_line(f"verify {name or 'current'}"))]
     except ConfigError as err:
         fail(err, EXIT_USAGE)
     for problem in problems:
@@ -257,12 +257,12 @@ def export(
 
 
 def _progress_line(label: str):
-    """A progress callback (done, total) that prints a line every 10%."""
+    """A progress callback (done, total) that prints a line every 10% of long work (on stderr)."""
     shown = set()
 
     def report(done: int, total: int) -> None:
         step = 10 * done // max(total, 1)
-        if step not in shown:
+        if total >= 50 and step not in shown:
             shown.add(step)
             errors.print(f"{label}: {done}/{total}", highlight=False)
 

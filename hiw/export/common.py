@@ -30,10 +30,9 @@ from hiw.data.splits import SPLITS, check_splits_table, dataset_splits
 from hiw.data.stats import LAYOUT, STD_FLOOR, FeatureStats, compute_stats
 from hiw.errors import ConfigError
 from hiw.motion.features import FEATURES, HAND_FEATURES
+from hiw.storage.catalog import CAPTION_PRIORITY  # caption kinds best first
 
 META_FILE = "meta.json"
-# Caption kinds best first; VLM captions count only when they passed QA.
-CAPTION_ORDER = "CASE kind WHEN 'closed_vocab' THEN 0 WHEN 'pcot_summary' THEN 1 WHEN 'narration' THEN 2 ELSE 3 END"
 FEATURE_LAYOUT = {
     "description": "per frame 198 numbers: left hand [0, 99) then right hand [99, 198); per hand global orientation "
     "as 6D rotation [0, 6), 15 finger joints as 6D rotations [6, 96) (MANO joint order), wrist translation in "
@@ -96,7 +95,7 @@ def clip_captions(con: duckdb.DuckDBPyConnection, clip_ids: list[str]) -> dict[s
     rows = con.sql(
         f"""SELECT clip_id, text, verbs, objects FROM captions
             WHERE clip_id IN (SELECT unnest($ids)) AND coalesce(qa_passed, true)
-            ORDER BY clip_id, {CAPTION_ORDER}, caption_id""",
+            ORDER BY clip_id, {CAPTION_PRIORITY}, caption_id""",
         params={"ids": clip_ids},
     ).fetchall()
     out: dict[str, list[Caption]] = {}

@@ -21,6 +21,7 @@ from hiw.storage.shards import SHARDS_DIR
 from hiw.storage.versions import Manifest, list_versions, load_manifest, resolve_version
 
 CATALOG_FILE = "catalog.duckdb"
+# Caption kinds best first (the samples view's caption, exports' caption order).
 CAPTION_PRIORITY = "CASE kind WHEN 'closed_vocab' THEN 0 WHEN 'pcot_summary' THEN 1 WHEN 'narration' THEN 2 ELSE 3 END"
 
 

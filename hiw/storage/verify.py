@@ -67,7 +67,7 @@ def verify_version(root: Path, version: str | None = None, progress=None) -> lis
 def _check_files(root: Path, manifest: Manifest, progress) -> list[str]:
     problems = []
     files = [(table, f) for table in manifest.tables() for f in manifest.files(table)]
-    for i, (table, f) in enumerate(files):
+    for i, (table, f) in enumerate(files, 1):
         if progress:
             progress(i, len(files))
         path = root / f.path
