@@ -68,7 +68,11 @@ def hiw(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
-    return {str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns, p.stat().st_size)
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
