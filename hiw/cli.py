@@ -121,15 +121,18 @@ def query(
     """Run SQL against a dataset version through its DuckDB catalog."""
     import duckdb
 
-    from hiw.report import print_rows
+    from hiw.printing import print_rows
     from hiw.storage import open_catalog
 
-    fmt = fmt or (out.suffix.lstrip(".") if out is not None and out.suffix.lstrip(".") in QUERY_FORMATS else "table")
+    suffix = out.suffix.lstrip(".") if out is not None else ""
+    fmt = fmt or (suffix if suffix in QUERY_FORMATS else None if out is not None else "table")
+    if out is not None and fmt not in ("csv", "json", "parquet"):
+        fail(ConfigError(f"--out needs csv, json or parquet, from --format or the file's suffix (got {out.name!r})"), EXIT_USAGE)
     if fmt not in QUERY_FORMATS or (fmt == "parquet" and out is None):
         fail(ConfigError(f"--format must be table, csv or json, or parquet with --out (got {fmt!r})"), EXIT_USAGE)
     try:
         with open_catalog(root, version) as con:
-            if out is not None and fmt != "table":
+            if out is not None:
                 target = str(out.resolve()).replace("'", "''")
                 options = {"csv": "FORMAT csv, HEADER", "json": "FORMAT json, ARRAY true", "parquet": "FORMAT parquet"}[fmt]
                 con.execute(f"COPY ({sql.strip().rstrip(';')}) TO '{target}' ({options})")
@@ -148,7 +151,7 @@ def query(
 @app.command()
 def versions(root: Root = Path("hiw-out"), fmt: Annotated[str, typer.Option("--format", help="table|json")] = "table") -> None:
     """List a dataset's versions, oldest first (the last one is current)."""
-    from hiw.report import print_rows
+    from hiw.printing import print_rows
     from hiw.storage import list_versions, load_manifest
 
     rows = []
@@ -183,7 +186,7 @@ def diff(
     fmt: Annotated[str, typer.Option("--format", help="table|json")] = "table",
 ) -> None:
     """Clips added, removed and changed, and captions changed, between two versions."""
-    from hiw.report import print_diff
+    from hiw.printing import print_diff
     from hiw.storage.diff import diff_versions
 
     try:

@@ -2,7 +2,7 @@
 
 Shards both versions list are the same bytes, so only rows in the other shards are compared (a rebuild that
 changed one video reads that video's rows, not the dataset). A clip changed when its ``clips`` or ``motion``
-row differs in anything but ``created_at``; a caption changed when the text of a (clip, kind) differs.
+row differs in anything but its lineage (``created_at``, ``config_hash``, ``code_version``); a caption changed when the text of a (clip, kind) differs.
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ def diff_versions(root: Path, a: str, b: str) -> VersionDiff:
         changed = _ids(
             con,
             """WITH rows AS (
-                 SELECT 'a' v, 'clips' tbl, clip_id, hash(t) h FROM (SELECT * EXCLUDE (created_at) FROM a_clips_own) t UNION ALL
-                 SELECT 'b', 'clips', clip_id, hash(t) FROM (SELECT * EXCLUDE (created_at) FROM b_clips_own) t UNION ALL
-                 SELECT 'a', 'motion', clip_id, hash(t) FROM (SELECT * EXCLUDE (created_at) FROM a_motion_own) t UNION ALL
-                 SELECT 'b', 'motion', clip_id, hash(t) FROM (SELECT * EXCLUDE (created_at) FROM b_motion_own) t)
+                 SELECT 'a' v, 'clips' tbl, clip_id, hash(t) h FROM (SELECT * EXCLUDE (created_at, config_hash, code_version) FROM a_clips_own) t UNION ALL
+                 SELECT 'b', 'clips', clip_id, hash(t) FROM (SELECT * EXCLUDE (created_at, config_hash, code_version) FROM b_clips_own) t UNION ALL
+                 SELECT 'a', 'motion', clip_id, hash(t) FROM (SELECT * EXCLUDE (created_at, config_hash, code_version) FROM a_motion_own) t UNION ALL
+                 SELECT 'b', 'motion', clip_id, hash(t) FROM (SELECT * EXCLUDE (created_at, config_hash, code_version) FROM b_motion_own) t)
                SELECT DISTINCT clip_id FROM (
                  SELECT clip_id FROM rows GROUP BY clip_id, tbl HAVING count(DISTINCT v) = 2 AND count(DISTINCT h) > 1)""",
         )

@@ -209,6 +209,10 @@ def test_query_old_and_current_versions(two_versions, tmp_path):
     v1_out = tmp_path / "v1.csv"
     assert cli("query", "--root", root, "--version", "v1", "--out", str(v1_out), "SELECT clip_id FROM clips").exit_code == 0
     assert pacsv.read_csv(v1_out).num_rows == first.clips_planned
+    for bad in (["--out", str(tmp_path / "y.txt")], ["--format", "table", "--out", str(tmp_path / "y.csv")]):
+        result = cli("query", "--root", root, *bad, "SELECT 1")  # no file format: an error, never a silent print
+        assert result.exit_code == 2 and "--out needs csv, json or parquet" in result.output
+        assert not list(tmp_path.glob("y.*"))
 
 
 def test_query_syntax_error_is_duckdbs_message_without_traceback(two_versions):
