@@ -2,7 +2,8 @@
 
 Shards both versions list are the same bytes, so only rows in the other shards are compared (a rebuild that
 changed one video reads that video's rows, not the dataset). A clip changed when its ``clips`` or ``motion``
-row differs in anything but its lineage (``created_at``, ``config_hash``, ``code_version``); a caption changed when the text of a (clip, kind) differs.
+row differs in anything but its lineage (``LINEAGE``); a caption changed when the text of a (clip, kind)
+differs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from hiw.storage.catalog import empty_shard, sql_list
 from hiw.storage.versions import Manifest, load_manifest
 
 EXAMPLES = 5
+LINEAGE = "created_at, config_hash, code_version"  # what made a row, not what it holds
 
 
 class VersionDiff(BaseModel):
@@ -42,15 +44,15 @@ def diff_versions(root: Path, a: str, b: str) -> VersionDiff:
                 _view(con, root, f"{tag}_{table}_own", mine, table, exclude=other)
         added = _ids(con, "SELECT clip_id FROM b_clips EXCEPT SELECT clip_id FROM a_clips")
         removed = _ids(con, "SELECT clip_id FROM a_clips EXCEPT SELECT clip_id FROM b_clips")
-        changed = _ids(
+        rows = " UNION ALL ".join(
+            f"SELECT '{v}' v, '{t}' tbl, clip_id, hash(r) h FROM (SELECT * EXCLUDE ({LINEAGE}) FROM {v}_{t}_own) r"
+            for v in "ab"
+            for t in ("clips", "motion")
+        )
+        changed = _ids(  # same clip in both, a row hash that differs in clips or in motion
             con,
-            """WITH rows AS (
-                 SELECT 'a' v, 'clips' tbl, clip_id, hash(t) h FROM (SELECT * EXCLUDE (created_at, config_hash, code_version) FROM a_clips_own) t UNION ALL
-                 SELECT 'b', 'clips', clip_id, hash(t) FROM (SELECT * EXCLUDE (created_at, config_hash, code_version) FROM b_clips_own) t UNION ALL
-                 SELECT 'a', 'motion', clip_id, hash(t) FROM (SELECT * EXCLUDE (created_at, config_hash, code_version) FROM a_motion_own) t UNION ALL
-                 SELECT 'b', 'motion', clip_id, hash(t) FROM (SELECT * EXCLUDE (created_at, config_hash, code_version) FROM b_motion_own) t)
-               SELECT DISTINCT clip_id FROM (
-                 SELECT clip_id FROM rows GROUP BY clip_id, tbl HAVING count(DISTINCT v) = 2 AND count(DISTINCT h) > 1)""",
+            f"""SELECT DISTINCT clip_id FROM ({rows}) GROUP BY clip_id, tbl
+                HAVING count(DISTINCT v) = 2 AND count(DISTINCT h) > 1""",
         )
         changed = [c for c in changed if c not in set(added) | set(removed)]
         pairs = """SELECT clip_id, kind, string_agg(text, ' | ' ORDER BY text) text FROM {} GROUP BY clip_id, kind"""
