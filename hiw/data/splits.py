@@ -1,6 +1,6 @@
 """Train/val/test membership.
 
-Procedural clips and SHIFT use ``split_of``: a hash of the clip id alone, stable across rebuilds, machines and
+Procedural clips use ``split_of``: a hash of the clip id alone, stable across rebuilds, machines and
 dataset growth. A built dataset's clips are split by SOURCE VIDEO (``dataset_splits``): clips of one video
 share hands, scene and often the same action, so a per-clip split would leak test motion into training.
 ``assign_splits`` gives whole videos to splits greedily so each split gets its share of CLIPS; with
