@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_build.py
 	$(PY) benchmarks/bench_motion.py
 	$(PY) benchmarks/bench_shift.py
+	$(PY) benchmarks/bench_storage.py
 	-$(MAKE) --no-print-directory vllm-venv tiny-vlm
 	$(PY) benchmarks/bench_vlm.py --vllm
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -22,6 +23,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from hiw.config import BuildConfig, load_config  # noqa: E402
 from hiw.schemas import ClipSpec  # noqa: E402
 
 FIXTURES = PROJECT.parent / "shared" / "fixtures"
@@ -35,6 +37,26 @@ def fixture_file(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"shared fixture missing: {path} (tests read real data from ../shared/fixtures)")
     return path
+
+
+def copy_fphab(fphab_dir: Path, folder: Path, name: str) -> Path:
+    """Copy F-PHAB sequence ``name`` (e.g. "Subject_1/pour_milk/1") into ``folder`` as one track file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(fixture_file(fphab_dir / name / "skeleton.txt"), folder / (name.replace("/", "_") + ".txt")))
+
+
+def fphab_config(inputs: Path, out: Path, **overrides) -> BuildConfig:
+    """Precomputed F-PHAB tracks, 1 s windows, no hand-fit refinement: a build of a few files takes seconds."""
+    settings = dict(
+        tracker="precomputed",
+        min_both_hands_frac=0,
+        window_s=1.0,
+        min_clip_s=0.5,
+        min_motion_s=0.5,
+        fit_iterations=0,
+        workers=2,
+    )
+    return load_config(videos=str(inputs), out=out, **{**settings, **overrides})
 
 
 def make_clip(source_path: str = "x.mp4", n_frames: int = 30, fps: float = 30.0, size=(640, 480), **fields) -> ClipSpec:

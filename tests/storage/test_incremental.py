@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import fixture_file
+from conftest import copy_fphab, fphab_config
 from hiw.cli import app
-from hiw.config import BuildConfig, load_config
+from hiw.config import load_config
 from hiw.flows.build import build_plain
 from hiw.flows.observations import OBSERVATIONS_DIR
 from hiw.storage import list_versions, load_manifest, read_table
@@ -37,24 +37,6 @@ def input_name(name: str) -> str:
     return name.replace("/", "_") + ".txt"
 
 
-def copy_input(fphab_dir: Path, folder: Path, name: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    return Path(shutil.copy(fixture_file(fphab_dir / name / "skeleton.txt"), folder / input_name(name)))
-
-
-def config(inputs: Path, out: Path, **overrides) -> BuildConfig:
-    settings = dict(
-        tracker="precomputed",
-        min_both_hands_frac=0,
-        window_s=1.0,
-        min_clip_s=0.5,
-        min_motion_s=0.5,
-        fit_iterations=0,
-        workers=2,
-    )
-    return load_config(videos=str(inputs), out=out, **{**settings, **overrides})
-
-
 def shard_files(root: Path, version: str | None = None) -> dict[str, str]:
     manifest = load_manifest(root, version)
     return {f.path: f.sha256 for t in manifest.tables() for f in manifest.files(t)}
@@ -72,8 +54,8 @@ def clip_ids(root: Path, version: str | None = None, video_file: str | None = No
 def test_new_video_processes_only_that_video_and_a_removed_one_nothing(tmp_path, fphab_dir):
     inputs = tmp_path / "in"
     for name in BASE:
-        copy_input(fphab_dir, inputs, name)
-    cfg = config(inputs, tmp_path / "out")
+        copy_fphab(fphab_dir, inputs, name)
+    cfg = fphab_config(inputs, tmp_path / "out")
     root = cfg.out
     first = build_plain(cfg)
     v1 = load_manifest(root)
@@ -82,7 +64,7 @@ def test_new_video_processes_only_that_video_and_a_removed_one_nothing(tmp_path,
     v1_files = shard_files(root)
     v1_stats = stats(root, v1_files)
 
-    added = copy_input(fphab_dir, inputs, ADDED)
+    added = copy_fphab(fphab_dir, inputs, ADDED)
     second = build_plain(cfg)
     assert second.published and second.version == "v2" and second.parent == "v1"
     assert second.videos_processed == 1 and second.videos_reused == len(BASE)
@@ -117,19 +99,19 @@ def test_new_video_processes_only_that_video_and_a_removed_one_nothing(tmp_path,
 def test_motion_setting_reruns_and_changing_it_back_finds_v1_again(tmp_path, fphab_dir):
     inputs = tmp_path / "in"
     for name in BASE[:4]:
-        copy_input(fphab_dir, inputs, name)
+        copy_fphab(fphab_dir, inputs, name)
     out = tmp_path / "out"
-    first = build_plain(config(inputs, out))
+    first = build_plain(fphab_config(inputs, out))
     v1_files = shard_files(out)
     v1_stats = stats(out, v1_files)
 
-    changed = build_plain(config(inputs, out, savgol_window_s=0.5))
+    changed = build_plain(fphab_config(inputs, out, savgol_window_s=0.5))
     assert changed.published and changed.version == "v2" and changed.videos_processed == 4 and changed.groups_reused == 0
     assert set(shard_files(out)).isdisjoint(set(v1_files) - {p for p in v1_files if "/rejects/" in p})
     diff = diff_versions(out, "v1", "v2")
     assert diff.clips_changed == first.clips_accepted and diff.clips_added == diff.clips_removed == 0
 
-    back = build_plain(config(inputs, out))
+    back = build_plain(fphab_config(inputs, out))
     assert back.videos_processed == 0 and back.groups_written == 0 and back.groups_reused == 1
     assert back.published and back.version == "v3" and back.parent == "v2"
     assert shard_files(out) == v1_files and stats(out, v1_files) == v1_stats

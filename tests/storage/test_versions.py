@@ -17,10 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from conftest import fixture_file
+from conftest import copy_fphab, fphab_config
 from hiw import config as config_module
 from hiw.cli import app
-from hiw.config import STAGE_FIELDS, BuildConfig, load_config
+from hiw.config import STAGE_FIELDS, BuildConfig
 from hiw.flows.build import build_plain
 from hiw.schemas.ids import file_digest
 from hiw.storage import list_versions, load_manifest, read_table
@@ -36,25 +36,6 @@ FILES = [
 EXTRA = "Subject_1/pour_milk/1"
 TABLES = ("clips", "motion", "captions", "rejects")
 runner = CliRunner()
-
-
-def copy_input(fphab_dir: Path, folder: Path, name: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    return Path(shutil.copy(fixture_file(fphab_dir / name / "skeleton.txt"), folder / (name.replace("/", "_") + ".txt")))
-
-
-def config(inputs: Path, out: Path, **overrides) -> BuildConfig:
-    """Precomputed F-PHAB tracks, 1 s windows, no hand-fit refinement: a build of a few files takes seconds."""
-    settings = dict(
-        tracker="precomputed",
-        min_both_hands_frac=0,
-        window_s=1.0,
-        min_clip_s=0.5,
-        min_motion_s=0.5,
-        fit_iterations=0,
-        workers=2,
-    )
-    return load_config(videos=str(inputs), out=out, **{**settings, **overrides})
 
 
 def cli(*args: str):
@@ -80,11 +61,11 @@ def two_versions(tmp_path_factory, fphab_dir):
     """v1 from FILES, v2 after adding EXTRA; returns (cfg, summary v1, summary v2, clips in v1 by video)."""
     inputs = tmp_path_factory.mktemp("versions-in")
     for name in FILES:
-        copy_input(fphab_dir, inputs, name)
-    cfg = config(inputs, tmp_path_factory.mktemp("versions-out"))
+        copy_fphab(fphab_dir, inputs, name)
+    cfg = fphab_config(inputs, tmp_path_factory.mktemp("versions-out"))
     first = build_plain(cfg)
     v1_clips = read_table(cfg.out, "clips").num_rows
-    copy_input(fphab_dir, inputs, EXTRA)
+    copy_fphab(fphab_dir, inputs, EXTRA)
     second = build_plain(cfg)
     return cfg, first, second, v1_clips
 
@@ -107,8 +88,8 @@ def test_every_setting_is_in_exactly_one_stage_or_not_hashed():
 def test_first_build_publishes_v1_and_a_noop_rebuild_nothing(tmp_path, fphab_dir):
     inputs = tmp_path / "in"
     for name in FILES[:3]:
-        copy_input(fphab_dir, inputs, name)
-    cfg = config(inputs, tmp_path / "out")
+        copy_fphab(fphab_dir, inputs, name)
+    cfg = fphab_config(inputs, tmp_path / "out")
     summary = build_plain(cfg)
     assert summary.published and summary.version == "v1" and summary.parent is None
     assert (cfg.out / "versions" / "v1.json").is_file() and list_versions(cfg.out) == ["v1"]
@@ -305,7 +286,7 @@ def test_verify_all_finds_a_problem_in_an_old_version(copy_of):
 
 def test_build_lock_refuses_a_second_build_until_the_holder_dies(tmp_path, fphab_dir):
     inputs = tmp_path / "in"
-    copy_input(fphab_dir, inputs, FILES[0])
+    copy_fphab(fphab_dir, inputs, FILES[0])
     root = tmp_path / "out"
     holder = subprocess.Popen(
         [
@@ -335,7 +316,7 @@ def test_build_lock_refuses_a_second_build_until_the_holder_dies(tmp_path, fphab
         os.killpg(holder.pid, signal.SIGKILL)
         holder.wait(timeout=30)
     assert holder.returncode == -signal.SIGKILL
-    summary = build_plain(config(inputs, root))  # the kernel released the flock with the process
+    summary = build_plain(fphab_config(inputs, root))  # the kernel released the flock with the process
     assert summary.published and list_versions(root) == ["v1"]
 
 
