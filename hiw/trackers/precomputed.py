@@ -15,6 +15,7 @@ The "video" of such a source is the file itself: its id is the hash of its bytes
 
 from __future__ import annotations
 
+import functools
 import zipfile
 from pathlib import Path
 
@@ -141,19 +142,30 @@ def _rotmats(values: np.ndarray, n_joints: int) -> np.ndarray:
     return roma.rotvec_to_rotmat(torch.as_tensor(values.reshape(len(values), n_joints, 3))).numpy()
 
 
+def _read_once(path: Path, reader):
+    """The file read by ``reader``, parsed once for all the clips of one file (not once per clip)."""
+    stat = path.stat()
+    return _parsed(str(path), stat.st_size, stat.st_mtime_ns, reader)
+
+
+@functools.lru_cache(maxsize=4)  # a few files' arrays: the clips of one file are processed close together
+def _parsed(path: str, size: int, mtime_ns: int, reader):
+    return reader(Path(path))
+
+
 def load_tracks(clip: ClipSpec) -> ClipTracks:
     """The clip's span of a precomputed track file."""
     path = Path(clip.source_path)
     span = slice(clip.start_frame, clip.end_frame)
     if path.suffix != ".npz":
-        kp = read_fphab(path)[span]
+        kp = _read_once(path, read_fphab)[span].copy()
         n = len(kp)
         hands = {
             "right": HandTrack(side="right", valid=np.ones(n, bool), keypoints_2d=np.full_like(kp, np.nan), keypoints_3d=kp),
             "left": _without_keypoints("left", np.zeros(n, bool)),
         }
         return ClipTracks(fps=clip.source_fps, hands=hands, coordinate_frame="world")
-    info = read_npz(path)
+    info = _read_once(path, read_npz)
     n = len(range(info["n"])[span])
     hands, params, betas = {}, {}, {}
     for side in HANDS:
