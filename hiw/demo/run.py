@@ -118,7 +118,8 @@ def print_accuracy(acc: TrackingAccuracy, console: Console) -> None:
 
 def run_demo(out: Path, seconds: float, seed: int, console: Console) -> TrackingAccuracy:
     from hiw.flows.build import build_flow
-    from hiw.report import BuildProgress, print_rows, print_summary
+    from hiw.printing import print_rows
+    from hiw.report import BuildProgress, print_summary
 
     console.print(f"rendering a {seconds:g} s synthetic egocentric clip (seed {seed})…", highlight=False)
     video, gt = render_demo_input(out / "inputs", seconds, seed)
