@@ -223,6 +223,29 @@ def verify(
 
 
 @app.command()
+def gc(
+    root: Root = Path("hiw-out"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only say what would be removed")] = False,
+) -> None:
+    """Remove shards no version lists (from killed or superseded builds) and cached frames and tracks of clips that
+    are in no version. Every version stays complete."""
+    from hiw.storage import list_versions
+    from hiw.storage.gc import collect
+
+    try:
+        if not list_versions(root):
+            raise ConfigError(f"no dataset at {root} (no versions/ there)")
+        garbage = collect(root, dry_run)
+    except ConfigError as err:
+        fail(err, EXIT_USAGE)
+    verb = "would remove" if dry_run else "removed"
+    console.print(
+        f"{verb} {len(garbage.files)} file(s) and {len(garbage.folders)} folder(s), {garbage.bytes_total / 1e6:.1f} MB",
+        highlight=False,
+    )
+
+
+@app.command()
 def export(
     out: Annotated[Path, typer.Option("--out", help="folder to write the export into")],
     fmt: Annotated[str, typer.Option("--format", help="clutch|humanml3d")] = "clutch",

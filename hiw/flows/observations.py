@@ -1,7 +1,7 @@
 """The per-clip cache of what tracking saw: a rebuild whose tracker settings are unchanged never decodes or
 tracks a clip twice, even when motion, filter or caption settings changed.
 
-Entries are ``ROOT/cache/observations/<key>.npz`` (arrays only, no pickle), keyed by (clip id, the observe
+Entries are ``ROOT/cache/observations/<clip_id>-<key>.npz`` (arrays only, no pickle), keyed by (clip id, the observe
 stage's settings, tracker version, stage version): the tracks of both hands and, once computed, the camera's
 rotations. Written atomically, so a killed build leaves whole entries or none.
 """
@@ -32,7 +32,8 @@ class Observation:
 
 
 def observation_key(clip: ClipSpec, cfg: BuildConfig, tracker_name: str) -> str:
-    return "o_" + stable_hash(clip.clip_id, cfg.stage_hash("observe"), tracker_name, OBSERVE_VERSION, length=24)
+    """``<clip_id>-o_<hash>``: the clip id first, so ``hiw gc`` can tell the entries of clips no version holds."""
+    return f"{clip.clip_id}-o_" + stable_hash(clip.clip_id, cfg.stage_hash("observe"), tracker_name, OBSERVE_VERSION, length=24)
 
 
 def cacheable(tracks: ClipTracks) -> bool:
