@@ -152,11 +152,12 @@ def query(
 def versions(root: Root = Path("hiw-out"), fmt: Annotated[str, typer.Option("--format", help="table|json")] = "table") -> None:
     """List a dataset's versions, oldest first (the last one is current)."""
     from hiw.printing import print_rows
-    from hiw.storage import list_versions, load_manifest
+    from hiw.storage import list_versions, load_manifest, resolve_version
 
     rows = []
     try:
-        for name in list_versions(root) or [load_manifest(root).version]:  # no versions: load_manifest says why
+        resolve_version(root)  # a clear error when there is no dataset
+        for name in list_versions(root):
             m = load_manifest(root, name)
             rows.append(
                 (
@@ -229,12 +230,11 @@ def gc(
 ) -> None:
     """Remove shards no version lists (from killed or superseded builds) and cached frames and tracks of clips that
     are in no version. Every version stays complete."""
-    from hiw.storage import list_versions
+    from hiw.storage import resolve_version
     from hiw.storage.gc import collect
 
     try:
-        if not list_versions(root):
-            raise ConfigError(f"no dataset at {root} (no versions/ there)")
+        resolve_version(root)  # a clear error when there is no dataset
         garbage = collect(root, dry_run)
     except ConfigError as err:
         fail(err, EXIT_USAGE)

@@ -45,18 +45,15 @@ def copy_fphab(fphab_dir: Path, folder: Path, name: str) -> Path:
     return Path(shutil.copy(fixture_file(fphab_dir / name / "skeleton.txt"), folder / (name.replace("/", "_") + ".txt")))
 
 
+# Precomputed F-PHAB tracks, 1 s windows, no hand-fit refinement: a build of a few files takes seconds.
+FPHAB_SETTINGS = dict(
+    tracker="precomputed", min_both_hands_frac=0, window_s=1.0, min_clip_s=0.5, min_motion_s=0.5, fit_iterations=0, workers=2
+)
+
+
 def fphab_config(inputs: Path, out: Path, **overrides) -> BuildConfig:
-    """Precomputed F-PHAB tracks, 1 s windows, no hand-fit refinement: a build of a few files takes seconds."""
-    settings = dict(
-        tracker="precomputed",
-        min_both_hands_frac=0,
-        window_s=1.0,
-        min_clip_s=0.5,
-        min_motion_s=0.5,
-        fit_iterations=0,
-        workers=2,
-    )
-    return load_config(videos=str(inputs), out=out, **{**settings, **overrides})
+    """A quick build of the F-PHAB track files in ``inputs`` (``FPHAB_SETTINGS``, then ``overrides``)."""
+    return load_config(videos=str(inputs), out=out, **{**FPHAB_SETTINGS, **overrides})
 
 
 def make_clip(source_path: str = "x.mp4", n_frames: int = 30, fps: float = 30.0, size=(640, 480), **fields) -> ClipSpec:

@@ -77,33 +77,12 @@ def write_shard(root: Path, table: str, key: str, data: pa.Table) -> ShardFile:
         if not pc.all(pc.equal(order, pa.array(range(data.num_rows), pa.uint64()))).as_py():  # skip the copy if sorted
             data = data.take(order)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    digest = hashlib.sha256()
-    with open(tmp, "wb") as sink:
-        pq.write_table(data, _Hashing(sink, digest), **parquet_options(table, data.schema))
-        sink.flush()
-        os.fsync(sink.fileno())
+    pq.write_table(data, tmp, **parquet_options(table, data.schema))
+    digest = file_digest(tmp)  # the fresh file comes from the page cache: as cheap as hashing while writing
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
     os.replace(tmp, path)
-    return ShardFile(path=rel, rows=data.num_rows, bytes=path.stat().st_size, sha256=digest.hexdigest())
-
-
-class _Hashing:
-    """A file object that hashes what passes through, so a shard's checksum costs no second read."""
-
-    def __init__(self, sink, digest):
-        self.sink, self.digest, self.closed = sink, digest, False
-
-    def write(self, data) -> int:
-        self.digest.update(data)
-        return self.sink.write(data)
-
-    def flush(self) -> None:
-        self.sink.flush()
-
-    def tell(self) -> int:
-        return self.sink.tell()
-
-    def close(self) -> None:
-        self.closed = True  # the caller closes the real file after fsync
+    return ShardFile(path=rel, rows=data.num_rows, bytes=path.stat().st_size, sha256=digest)
 
 
 def group_videos(videos: list[tuple[str, int]], target: int = TARGET_CLIPS, most: int = MAX_CLIPS) -> list[list[str]]:

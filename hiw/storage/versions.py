@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from hiw.errors import ConfigError
+from hiw.schemas.ids import stable_hash
 
 VERSIONS_DIR = "versions"
 LOCK_FILE = ".hiw-build.lock"
@@ -73,8 +74,6 @@ class Manifest(BaseModel):
 
     def content_id(self, tables: tuple[str, ...] | None = None) -> str:
         """Hash of the listed shards' checksums: equal for versions with equal data, without reading the data."""
-        from hiw.schemas.ids import stable_hash
-
         names = tables or tuple(self.tables())
         return "d_" + stable_hash([(t, [f.sha256 for f in self.files(t)]) for t in names])
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import fixture_file
+from conftest import FPHAB_SETTINGS, copy_fphab
 from hiw.config import load_config
 from hiw.flows.build import build_plain
 from hiw.storage import list_versions, load_manifest, open_catalog, read_table
@@ -43,9 +43,6 @@ FILES = [
     "Subject_1/charge_cell_phone/1",  # sorts after the last group end: a third group
 ]
 LATE = "Subject_1/pour_milk/1"  # added for the rebuild that is killed
-SETTINGS = dict(
-    tracker="precomputed", min_both_hands_frac=0, window_s=1.0, min_clip_s=0.5, min_motion_s=0.5, fit_iterations=0, workers=2
-)
 KEYS = {
     "clips": ("clip_id",),
     "motion": ("clip_id",),
@@ -81,11 +78,6 @@ for line in sys.stdin:
             os._exit(3)
     print(pid, flush=True)
 """
-
-
-def copy_input(fphab_dir: Path, folder: Path, name: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    return Path(shutil.copy(fixture_file(fphab_dir / name / "skeleton.txt"), folder / (name.replace("/", "_") + ".txt")))
 
 
 def contents(root: Path, version: str | None = None) -> dict[str, list[dict]]:
@@ -132,14 +124,14 @@ def assert_only_complete_versions(root: Path) -> list[str]:
 def inputs(tmp_path_factory, fphab_dir):
     folder = tmp_path_factory.mktemp("kill-in")
     for name in FILES:
-        copy_input(fphab_dir, folder, name)
+        copy_fphab(fphab_dir, folder, name)
     return folder
 
 
 @pytest.fixture(scope="module")
 def reference(inputs, tmp_path_factory):
     """An uninterrupted build: (root, wall seconds)."""
-    cfg = load_config(videos=str(inputs), out=tmp_path_factory.mktemp("kill-ref"), **SETTINGS)
+    cfg = load_config(videos=str(inputs), out=tmp_path_factory.mktemp("kill-ref"), **FPHAB_SETTINGS)
     started = time.perf_counter()
     summary = build_plain(cfg)
     wall = time.perf_counter() - started
@@ -152,7 +144,7 @@ def test_random_kills_then_rebuild_equals_uninterrupted(inputs, reference, tmp_p
     ref_root, ref_wall = reference
     root = tmp_path / "killed"
     helper = subprocess.Popen(
-        [sys.executable, "-c", FORK_HELPER, str(inputs), json.dumps(SETTINGS)],
+        [sys.executable, "-c", FORK_HELPER, str(inputs), json.dumps(FPHAB_SETTINGS)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -183,12 +175,12 @@ def test_random_kills_then_rebuild_equals_uninterrupted(inputs, reference, tmp_p
     print(f"reference {ref_wall:.1f} s; kills (delay, versions, group records): {seen}")
     assert any(not versions for _, versions, _ in seen), f"no kill landed before the first version: {seen}"
 
-    final = build_plain(load_config(videos=str(inputs), out=root, **SETTINGS))
+    final = build_plain(load_config(videos=str(inputs), out=root, **FPHAB_SETTINGS))
     assert final.version == "v1" and list_versions(root) == ["v1"]
     assert assert_only_complete_versions(root) == ["v1"]
     assert same_contents(contents(root), contents(ref_root))
     assert load_manifest(root).rows("clips") == load_manifest(ref_root).rows("clips")
-    assert build_plain(load_config(videos=str(inputs), out=root, **SETTINGS)).published is False
+    assert build_plain(load_config(videos=str(inputs), out=root, **FPHAB_SETTINGS)).published is False
 
 
 def test_hiw_build_killed_mid_rebuild_leaves_v1_intact(inputs, reference, tmp_path, fphab_dir):
@@ -197,9 +189,9 @@ def test_hiw_build_killed_mid_rebuild_leaves_v1_intact(inputs, reference, tmp_pa
     shutil.copytree(ref_root, root)  # v1, as an uninterrupted build left it
     more = tmp_path / "in"
     shutil.copytree(inputs, more)
-    late = copy_input(fphab_dir, more, LATE)
+    late = copy_fphab(fphab_dir, more, LATE)
     args = [str(HIW), "build", "--videos", str(more), "--out", str(root)]
-    for key, value in SETTINGS.items():
+    for key, value in FPHAB_SETTINGS.items():
         args += [f"--{key.replace('_', '-')}", str(value)]
     build = subprocess.Popen(
         args,
@@ -231,7 +223,7 @@ def test_hiw_build_killed_mid_rebuild_leaves_v1_intact(inputs, reference, tmp_pa
         assert con.execute("SELECT count(*) FROM clips").fetchone()[0] == load_manifest(ref_root).rows("clips")
         assert con.execute("SELECT count(*) FROM v1.motion").fetchone()[0] == load_manifest(ref_root).rows("motion")
 
-    summary = build_plain(load_config(videos=str(more), out=root, **SETTINGS))
+    summary = build_plain(load_config(videos=str(more), out=root, **FPHAB_SETTINGS))
     assert list_versions(root) == ["v1", "v2"] and assert_only_complete_versions(root) == ["v1", "v2"]
     assert summary.videos_processed <= 1 and summary.groups_reused >= 2
     after = contents(root)
