@@ -70,18 +70,45 @@ def build(config: Path | None = None, **flags: Any) -> None:
         errors.print("warning: no clip was planned; see the rejects above", style="yellow")
 
 
-build.__signature__ = inspect.Signature(
+CONFIG_OPTION = inspect.Parameter(
+    "config",
+    inspect.Parameter.KEYWORD_ONLY,
+    default=typer.Option(None, "--config", help="TOML file with any of the options below (flags override it)"),
+    annotation=Path | None,
+)
+build.__signature__ = inspect.Signature([CONFIG_OPTION, *_config_parameters()])
+app.command("build")(build)
+
+
+def deploy(cron: str, name: str = "hiw-rebuild", config: Path | None = None, **flags: Any) -> None:
+    """Serve the build as a Prefect deployment on a cron schedule (runs until stopped; see docs/ORCHESTRATION.md)."""
+    from hiw.flows.deploy import serve_build
+
+    try:
+        serve_build(load_config(config, **flags), name, cron, say=lambda text: errors.print(text, highlight=False))
+    except ConfigError as err:
+        fail(err, EXIT_USAGE)
+
+
+deploy.__signature__ = inspect.Signature(
     [
         inspect.Parameter(
-            "config",
+            "cron",
             inspect.Parameter.KEYWORD_ONLY,
-            default=typer.Option(None, "--config", help="TOML file with any of the options below (flags override it)"),
-            annotation=Path | None,
+            default=typer.Option(..., "--cron", help='schedule as a cron expression, e.g. "0 3 * * *" (03:00 daily, UTC)'),
+            annotation=str,
         ),
+        inspect.Parameter(
+            "name",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option("hiw-rebuild", "--name", help="deployment name (runs show as hiw-build/NAME)"),
+            annotation=str,
+        ),
+        CONFIG_OPTION,
         *_config_parameters(),
     ]
 )
-app.command("build")(build)
+app.command("deploy")(deploy)
 
 
 def run_and_report(cfg: BuildConfig):

@@ -13,7 +13,22 @@ from hiw.errors import ConfigError
 from hiw.schemas.ids import stable_hash
 
 # Fields that say where data comes from / goes / how fast, not what the data is: not hashed.
-_NOT_HASHED = {"videos", "manifest", "out", "workers", "mano_dir", "vlm_url", "vlm_concurrency", "vlm_timeout_s", "vlm_retries"}
+_NOT_HASHED = {
+    "videos",
+    "manifest",
+    "out",
+    "workers",
+    "runner",
+    "dask_address",
+    "task_retries",
+    "task_retry_backoff_s",
+    "task_timeout_s",
+    "mano_dir",
+    "vlm_url",
+    "vlm_concurrency",
+    "vlm_timeout_s",
+    "vlm_retries",
+}
 
 # The settings each stage's output depends on: a rebuild reruns a stage only when its own settings (or its
 # inputs, or its version) changed. Every hashed field belongs to exactly one stage (a test checks it).
@@ -122,7 +137,20 @@ class BuildConfig(BaseModel):
     )
     qa_lof_neighbors: int = Field(20, ge=2, description="neighbours of the Local Outlier Factor over caption embeddings")
     qa_max_outlier_factor: float = Field(1.5, gt=1, description="reject captions whose Local Outlier Factor is above this")
-    workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1, description="clips processed in parallel")
+    workers: int = Field(
+        default_factory=lambda: min(2, os.cpu_count() or 1), ge=1, description="clips processed in parallel (threads, processes or local Dask workers)"
+    )
+    runner: Literal["thread", "process", "dask"] = Field(
+        "thread", description="where clips run: threads or processes on this machine, or a Dask cluster"
+    )
+    dask_address: str | None = Field(
+        None, description="--runner dask: scheduler address (tcp://host:8786) of an existing cluster (default: a local one)"
+    )
+    task_retries: int = Field(2, ge=0, description="retries of a clip or video task after a transient failure (OSError, timeout)")
+    task_retry_backoff_s: float = Field(2.0, ge=0, description="first retry delay, seconds; doubles on each retry")
+    task_timeout_s: float = Field(
+        600.0, ge=0, description="a clip or video task running longer than this fails and is retried (0: no limit)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> BuildConfig:
@@ -134,6 +162,8 @@ class BuildConfig(BaseModel):
                 raise ValueError(f"intrinsics must be four positive numbers 'fx,fy,cx,cy', got {self.intrinsics!r}")
         if self.vlm != "kinematic" and not self.vlm_model:
             raise ValueError(f"--vlm {self.vlm} needs --vlm-model (the served model name, or a model path for --vlm vllm)")
+        if self.dask_address and self.runner != "dask":
+            raise ValueError(f"--dask-address needs --runner dask (got --runner {self.runner})")
         if self.min_clip_s > self.window_s:
             raise ValueError(f"min_clip_s ({self.min_clip_s:g}) must not exceed window_s ({self.window_s:g})")
         return self

@@ -1,7 +1,9 @@
-"""Human-readable output of a build: its summary and progress (rich tables and bars)."""
+"""What a build reports: one set of tables, printed by the CLI (rich) and published as a Prefect markdown
+artifact, plus progress bars while it runs."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
@@ -9,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as ProgressBar
 from rich.table import Table
 
-from hiw.flows.build import BuildSummary, Progress
+from hiw.flows.summary import BuildSummary, Progress
 from hiw.schemas import ClipRecord
 
 STAGE_ORDER = [
@@ -17,6 +19,7 @@ STAGE_ORDER = [
     "probe",
     "plan",
     "load",
+    "observe_cached",
     "decode",
     "track",
     "filter",
@@ -32,17 +35,27 @@ STAGE_ORDER = [
 ]
 
 
-def print_summary(summary: BuildSummary, console: Console) -> None:
-    title = f"hiw build: {summary.version}" + ("" if summary.published else " (nothing changed, no new version)")
-    counts = Table(title=title, show_header=False)
-    counts.add_column(style="bold")
-    counts.add_column(justify="right")
+@dataclass
+class ReportTable:
+    title: str
+    columns: list[str]  # empty: a two-column label/value table without a header
+    rows: list[list[str]]
+
+
+def report_tables(summary: BuildSummary) -> list[ReportTable]:
+    """The run report: what the build did and what the dataset version holds."""
+    outcome = f"{summary.version}, new" if summary.published else f"nothing changed: {summary.version} stays current, no new version"
     frames = max(summary.frames_tracked, 1)
-    for label, value in [
+    rows = [
+        ("dataset version", outcome),
+        ("runner", summary.runner),
         ("videos found / probed", f"{summary.videos_found} / {summary.videos_probed}"),
         ("videos processed / reused", f"{summary.videos_processed} / {summary.videos_reused}"),
         ("shard groups written / reused", f"{summary.groups_written} / {summary.groups_reused}"),
-        ("clips planned", summary.clips_planned),
+        ("clips in the version", summary.clips_planned),
+        ("clips processed by this run", summary.clips_processed),
+        ("  tracking from cache", summary.observations_cached),
+        ("  failed (retried next build)", summary.clips_failed),
         ("clips accepted", summary.clips_accepted),
         ("clips rejected", summary.clips_rejected),
         ("captions", summary.captions),
@@ -53,24 +66,20 @@ def print_summary(summary: BuildSummary, console: Console) -> None:
         *_vlm_rows(summary),
         ("wall time", f"{summary.wall_s:.1f} s"),
         ("output", summary.out),
-    ]:
-        counts.add_row(label, str(value))
-    console.print(counts)
+    ]
+    tables = [ReportTable(f"hiw build: {outcome}", [], [[label, str(value)] for label, value in rows])]
     if summary.rejects_by_reason:
-        rejects = Table(title="rejects by stage/reason")
-        rejects.add_column("stage/reason")
-        rejects.add_column("count", justify="right")
-        for reason, n in summary.rejects_by_reason.items():
-            rejects.add_row(reason, str(n))
-        console.print(rejects)
-    times = Table(title="time per stage (inside stage functions, summed over workers)")
-    for col in ("stage", "calls", "seconds", "frames", "frames/s"):
-        times.add_column(col, justify="left" if col == "stage" else "right")
+        tables.append(
+            ReportTable("rejects by stage/reason", ["stage/reason", "count"], [[r, str(n)] for r, n in summary.rejects_by_reason.items()])
+        )
     ordered = sorted(summary.stage_times.items(), key=lambda kv: STAGE_ORDER.index(kv[0]) if kv[0] in STAGE_ORDER else 99)
-    for stage, t in ordered:
-        rate = f"{t.items / t.seconds:.0f}" if t.items and t.seconds else ""
-        times.add_row(stage, str(t.calls), f"{t.seconds:.2f}", str(t.items or ""), rate)
-    console.print(times)
+    times = [
+        [stage, str(t.calls), f"{t.seconds:.2f}", str(t.items or ""), f"{t.items / t.seconds:.0f}" if t.items and t.seconds else ""]
+        for stage, t in ordered
+    ]
+    columns = ["stage", "calls", "seconds", "frames/tokens", "per second"]
+    tables.append(ReportTable("time per stage (inside stage functions, summed over workers)", columns, times))
+    return tables
 
 
 def _vlm_rows(summary: BuildSummary) -> list[tuple[str, str]]:
@@ -81,6 +90,27 @@ def _vlm_rows(summary: BuildSummary) -> list[tuple[str, str]]:
         ("VLM calls failed", str(summary.vlm_failed_calls)),
         ("VLM tokens in / out", f"{summary.vlm_prompt_tokens} / {summary.vlm_completion_tokens}"),
     ]
+
+
+def print_summary(summary: BuildSummary, console: Console) -> None:
+    for t in report_tables(summary):
+        table = Table(title=t.title, show_header=bool(t.columns))
+        for i, col in enumerate(t.columns or ["", ""]):
+            table.add_column(col, style="bold" if not t.columns and i == 0 else None, justify="left" if i == 0 else "right")
+        for row in t.rows:
+            table.add_row(*row)
+        console.print(table)
+
+
+def report_markdown(summary: BuildSummary) -> str:
+    """The same tables as ``print_summary``, as markdown (the Prefect artifact)."""
+    parts = []
+    for t in report_tables(summary):
+        columns = t.columns or ["", ""]
+        lines = [f"### {t.title}", "", "| " + " | ".join(columns) + " |", "|" + "|".join([" --- "] + [" ---: "] * (len(columns) - 1)) + "|"]
+        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in t.rows]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
 
 
 class BuildProgress(Progress):
@@ -99,6 +129,7 @@ class BuildProgress(Progress):
             console=console,
             transient=True,
         )
+        self._videos = self._bar.add_task("videos", total=None)
         self._task = self._bar.add_task("clips", total=None)
         self._vlm_task = None
         self.submitted = self.annotated = 0
@@ -114,6 +145,10 @@ class BuildProgress(Progress):
 
     def videos_found(self, n: int) -> None:
         self.console.print(f"found {n} video file(s)", highlight=False)
+        self._bar.update(self._videos, total=n)
+
+    def video_done(self) -> None:
+        self._bar.advance(self._videos)
 
     def clips_planned(self, n: int) -> None:
         self.total += n

@@ -1,7 +1,8 @@
 """Any OpenAI-compatible chat server, first of all ``vllm serve``: async, bounded, retried.
 
 - At most ``concurrency`` requests are in flight at once (enough to keep the server's batch full,
-  few enough not to pile up its queue); backoff sleeps happen outside that limit.
+  few enough not to pile up its queue); backoff sleeps happen outside that limit. ``slot``, when given, is
+  a second, global limit shared with other builds (the build passes Prefect's ``hiw-vlm`` tag limit).
 - Retries with exponential backoff and jitter on 408/429/5xx, timeouts and connection errors, honouring
   ``Retry-After``; any other 4xx fails at once (retrying a bad request cannot help).
 - The answer schema goes as ``response_format`` ``json_schema``: the OpenAI form, which vLLM turns into
@@ -16,6 +17,8 @@ import asyncio
 import os
 import random
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, Literal
 
 import httpx
@@ -46,6 +49,7 @@ class OpenAIBackend:
         schema_field: SchemaField = "response_format",
         images_first: bool = True,
         api_key: str | None = None,
+        slot: Callable[[], AbstractAsyncContextManager] | None = None,
     ):
         self.url = url.rstrip("/")
         self.model = model
@@ -56,6 +60,7 @@ class OpenAIBackend:
         self.max_backoff_s = max_backoff_s
         self.schema_field = schema_field
         self.images_first = images_first
+        self.slot = slot
         key = api_key if api_key is not None else api_key_from_env()
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._client: httpx.AsyncClient | None = None
@@ -93,7 +98,7 @@ class OpenAIBackend:
         body = self.body(request)
         started = time.perf_counter()
         for attempt in range(1, self.retries + 2):
-            async with limit:
+            async with limit, (self.slot() if self.slot else nullcontext()):
                 try:
                     response = await client.post(f"{self.url}/chat/completions", json=body)
                 except httpx.TimeoutException:

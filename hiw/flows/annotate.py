@@ -40,7 +40,7 @@ class VLMPhase:
     def __init__(self, cfg: BuildConfig, narrations: list[str], runner: PlainRunner, progress: AnnotationProgress):
         self.cfg, self.runner, self.progress = cfg, runner, progress
         self.vocab: Vocabulary | None = runner.run("vocabulary", stages.vocabulary, cfg, narrations)
-        self.session = AnnotationSession(stages.make_annotator(cfg, self.vocab))
+        self.session = AnnotationSession(stages.make_annotator(cfg, self.vocab, runner.vlm_slot()))
         self._futures: dict[Future, ClipInput] = {}
 
     def submit(self, clip: ClipInput) -> None:

@@ -1,11 +1,17 @@
-"""How stages run: inline and in a thread pool (PlainRunner), or as Prefect tasks (PrefectRunner).
+"""Where the build's units of work run: a thread pool without Prefect (PlainRunner), or Prefect tasks on a
+Prefect task runner (PrefectRunner): threads, processes, or a Dask cluster.
 
-The build's wiring (``hiw.flows.build.run_build``) is written once against this small interface,
-so the Prefect flow and the no-Prefect baseline of the benchmark execute identical stage code.
+The build's wiring (``hiw.flows.build.run_build``) is written once against this small interface, so every
+runner executes identical stage code. A unit (one video, one clip) runs its stages as plain calls, times them
+itself and returns the times with its result: that works the same in a thread, another process or another
+machine, and keeps the Prefect server at one task run per unit.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
+import os
 import threading
 import time
 from collections import defaultdict
@@ -16,6 +22,21 @@ from contextlib import contextmanager
 from typing import Any
 
 from pydantic import BaseModel
+
+from hiw.config import BuildConfig
+
+# Tags of the build's tasks: a Prefect concurrency limit on a tag caps those tasks across every run on the
+# server (`prefect concurrency-limit create hiw-tracker 4`). The VLM requests acquire the same kind of limit.
+TRACKER_TAG = "hiw-tracker"
+VLM_TAG = "hiw-vlm"
+
+# Failures worth another try: the file system or network hiccuped, or the task ran out of time. Anything
+# else is a property of the input (StageError) or a bug, and fails the same way every time.
+TRANSIENT = (OSError, TimeoutError)
+
+# Prefect warns on every task run with a timeout outside the main thread (a Dask or pool worker): such a timeout
+# fires once the running call returns to Python. The stages return to Python every frame, so it works for us.
+logging.getLogger("prefect.task_runs").addFilter(lambda record: not str(record.msg).startswith("Timeout of"))
 
 
 class StageTime(BaseModel):
@@ -49,19 +70,25 @@ class StageTimes:
     def count_items(self, stage: str, items: int) -> None:
         self.add(stage, 0.0, items, calls=0)
 
+    def merge(self, times: dict[str, StageTime]) -> None:
+        """Add a unit's own totals (measured wherever it ran)."""
+        for stage, t in times.items():
+            self.add(stage, t.seconds, t.items, t.calls)
+
     def snapshot(self) -> dict[str, StageTime]:
         with self._lock:
             return {k: v.model_copy() for k, v in self._totals.items()}
 
 
 class PlainRunner:
-    """Stages as plain calls; parallel units on a thread pool. The no-orchestrator baseline."""
+    """Units on a thread pool, no orchestrator: the benchmark's baseline and a debugging aid."""
 
     def __init__(self, workers: int):
-        self.times = StageTimes()
+        self.times = StageTimes()  # the driver's own stages, plus every unit's merged in
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hiw")
 
     def run(self, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """A stage of the driver itself (discover, vocabulary, caption QA), timed."""
         with self.times.measure(stage):
             return fn(*args)
 
@@ -71,43 +98,137 @@ class PlainRunner:
     def as_completed(self, futures: Iterable[Future]) -> Iterator[Future]:
         return futures_completed(list(futures))
 
+    def vlm_slot(self) -> Callable[[], Any] | None:
+        """A global limit each VLM request holds a slot of, or None (no orchestrator, no limit)."""
+        return None
+
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
 
-class PrefectRunner(PlainRunner):
-    """Each stage call is a Prefect task run; parallel units go to the flow's task runner.
+def _transient(task, task_run, state) -> bool:
+    """Prefect's retry condition: retry only failures that may not happen again."""
+    try:
+        state.result()
+    except TRANSIENT:
+        return True
+    except BaseException:  # noqa: BLE001 - any other failure is final
+        return False
+    return False
 
-    Must be used inside a running flow. Tasks take no cache (inputs are frames and tracks; stage
-    caching by content key is the storage layer's job) and report their own time.
+
+class PrefectRunner(PlainRunner):
+    """Each unit is a Prefect task run on ``task_runner`` (started by the caller, inside a flow run).
+
+    Unit tasks take no Prefect cache (stage outputs are cached by content key in the dataset root), retry
+    transient failures with exponential backoff, time out after ``cfg.task_timeout_s``, and carry tags that
+    Prefect's concurrency limits act on.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, task_runner: Any, cfg: BuildConfig):
         self.times = StageTimes()
+        self.task_runner, self.cfg = task_runner, cfg
         self._tasks: dict[tuple[str, Callable], Any] = {}
         self._lock = threading.Lock()
 
-    def _task(self, name: str, fn: Callable[..., Any], timed: bool) -> Any:
+    def _task(self, name: str, fn: Callable[..., Any]) -> Any:
         from prefect import task
         from prefect.cache_policies import NO_CACHE
+        from prefect.tasks import exponential_backoff
 
         with self._lock:
-            key = (name, fn)
-            if key not in self._tasks:
-                body = (lambda *a: PlainRunner.run(self, name, fn, *a)) if timed else fn
-                self._tasks[key] = task(body, name=name, cache_policy=NO_CACHE, persist_result=False)
-            return self._tasks[key]
-
-    def run(self, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
-        return self._task(stage, fn, timed=True)(*args)
+            if (name, fn) not in self._tasks:
+                self._tasks[name, fn] = task(
+                    fn,
+                    name=name,
+                    tags=[TRACKER_TAG] if name == "process-clip" else [],
+                    retries=self.cfg.task_retries,
+                    retry_delay_seconds=exponential_backoff(self.cfg.task_retry_backoff_s),
+                    retry_condition_fn=_transient,
+                    timeout_seconds=self.cfg.task_timeout_s or None,
+                    cache_policy=NO_CACHE,
+                    persist_result=False,
+                )
+            return self._tasks[name, fn]
 
     def submit(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
-        return self._task(name, fn, timed=False).submit(*args)
+        parameters = inspect.signature(fn).bind(*args).arguments
+        return self.task_runner.submit(self._task(name, fn), parameters=dict(parameters))
 
     def as_completed(self, futures: Iterable[Any]) -> Iterator[Any]:
         from prefect.futures import as_completed
 
         return as_completed(list(futures))
 
+    def vlm_slot(self) -> Callable[[], Any] | None:
+        """Prefect's ``hiw-vlm`` tag limit, when the server has one (checked once, not per request)."""
+        from prefect.concurrency.asyncio import concurrency
+
+        name = f"tag:{VLM_TAG}"
+        if not limit_exists(name):
+            return None
+        return lambda: concurrency(name, occupy=1, strict=False, suppress_warnings=True)
+
     def close(self) -> None:
         pass
+
+
+def limit_exists(name: str) -> bool:
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            return False
+    return True
+
+
+def task_runner(cfg: BuildConfig) -> Any:
+    """The Prefect task runner ``cfg.runner`` names (not started)."""
+    if cfg.runner == "process":
+        from prefect.task_runners import ProcessPoolTaskRunner
+
+        return ProcessPoolTaskRunner(max_workers=cfg.workers)
+    if cfg.runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if cfg.dask_address:
+            return DaskTaskRunner(address=cfg.dask_address)
+        # one single-threaded worker process per slot: mediapipe and torch release no GIL worth sharing
+        return DaskTaskRunner(
+            cluster_kwargs=dict(n_workers=cfg.workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        )
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=cfg.workers)
+
+
+@contextmanager
+def shared_api(cfg: BuildConfig) -> Iterator[str | None]:
+    """Make sure task runs in other processes report to this build's Prefect API.
+
+    With no PREFECT_API_URL, Prefect starts a temporary server per process; worker processes would each start
+    their own on the same database. So for process and Dask runners, start it here and hand its URL to the
+    workers (through the environment they inherit and the settings Prefect sends along with each task)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url = PREFECT_API_URL.value()
+    if cfg.runner == "thread" or url:
+        yield url
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start()
+    before = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            yield server.api_url
+    finally:
+        if before is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = before

@@ -255,18 +255,19 @@ def vocabulary(cfg: BuildConfig, narrations: list[str]) -> Vocabulary | None:
     return build_vocabulary(texts, load_embedder(), source=f"{len(texts)} narration(s) of the build")
 
 
-def make_backend(cfg: BuildConfig) -> Backend:
+def make_backend(cfg: BuildConfig, slot=None) -> Backend:
+    """The VLM backend; ``slot`` is a global limit on requests in flight (see ``OpenAIBackend``)."""
     if cfg.vlm == "openai":
-        return OpenAIBackend(cfg.vlm_url, cfg.vlm_model, cfg.vlm_concurrency, cfg.vlm_timeout_s, cfg.vlm_retries)
+        return OpenAIBackend(cfg.vlm_url, cfg.vlm_model, cfg.vlm_concurrency, cfg.vlm_timeout_s, cfg.vlm_retries, slot=slot)
     if cfg.vlm == "vllm":
         return VLLMBackend(cfg.vlm_model)
     raise ConfigError(f"--vlm {cfg.vlm} has no VLM backend")
 
 
-def make_annotator(cfg: BuildConfig, vocab: Vocabulary | None) -> PCoTAnnotator:
+def make_annotator(cfg: BuildConfig, vocab: Vocabulary | None, slot=None) -> PCoTAnnotator:
     sampling = Sampling(temperature=cfg.vlm_temperature, max_tokens=cfg.vlm_max_tokens, seed=cfg.vlm_seed)
     cache = ResponseCache.in_root(cfg.out)
-    return PCoTAnnotator(make_backend(cfg), cache, vocab, sampling, max_active_clips=cfg.vlm_concurrency)
+    return PCoTAnnotator(make_backend(cfg, slot), cache, vocab, sampling, max_active_clips=cfg.vlm_concurrency)
 
 
 def clip_record(

@@ -176,7 +176,9 @@ class VersionPlan:
             parts["captions"].append(self.store.rows(source, "captions", "clip_id", clips["clip_id"].to_pylist()))
             parts["rejects"].append(self.store.rows(source, "rejects", "video_id", ids))
         units = {v.video.video_id: v.unit for v in group.videos}
-        group.written = self.store.write("videos", group.key, units, {n: pa.concat_tables(t) for n, t in parts.items()})
+        retry = sorted({r.record.video_id for r in results if r.failed})
+        tables = {n: pa.concat_tables(t) for n, t in parts.items()}
+        group.written = self.store.write("videos", group.key, units, tables, retry)
         self.groups_written += 1
 
     def publish(self) -> Published:

@@ -36,9 +36,11 @@ class GroupStore:
                 self._add(group)
 
     def _add(self, group: Group) -> None:
-        self.groups[group.key] = group
-        for unit_key in group.units.values():
-            self._units.setdefault(unit_key, group)
+        if not group.retry:
+            self.groups[group.key] = group
+        for video_id, unit_key in group.units.items():
+            if video_id not in group.retry:
+                self._units.setdefault(unit_key, group)
 
     def get(self, key: str) -> Group | None:
         return self.groups.get(key)
@@ -47,9 +49,15 @@ class GroupStore:
         """A written group that holds a video with this unit key."""
         return self._units.get(unit_key)
 
-    def write(self, kind: str, key: str, units: dict[str, str], tables: dict[str, pa.Table]) -> Group:
+    def write(
+        self, kind: str, key: str, units: dict[str, str], tables: dict[str, pa.Table], retry: list[str] | None = None
+    ) -> Group:
+        """Write a group's shards, then its record. A group with videos to retry gets a key of its own each time,
+        so its shards never overwrite the ones a published version lists."""
+        if retry:
+            key = f"{key}_retry_{uuid.uuid4().hex[:8]}"
         files = {name: write_shard(self.root, name, key, data) for name, data in tables.items()}
-        group = Group(key=key, kind=kind, units=units, files=files)
+        group = Group(key=key, kind=kind, units=units, files=files, retry=retry or [])
         folder = self.root / GROUPS_DIR
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{key}.{uuid.uuid4().hex}.tmp"

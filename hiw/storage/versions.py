@@ -48,6 +48,9 @@ class Group(BaseModel):
     kind: str = Field(description="videos | annotation | sources")
     units: dict[str, str] = Field(default_factory=dict)
     files: dict[str, ShardFile] = Field(default_factory=dict)
+    retry: list[str] = Field(
+        default_factory=list, description="videos with a clip whose task kept failing: never reused, so a rebuild retries them"
+    )
 
 
 class Manifest(BaseModel):
