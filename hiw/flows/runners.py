@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from hiw.config import BuildConfig
+from hiw.errors import ConfigError
 
 # Tags of the build's tasks: a Prefect concurrency limit on a tag caps those tasks across every run on the
 # server (`prefect concurrency-limit create hiw-tracker 4`). The VLM requests acquire the same kind of limit.
@@ -198,7 +199,7 @@ def task_runner(cfg: BuildConfig) -> Any:
             return DaskTaskRunner(address=cfg.dask_address)
         # one single-threaded worker process per slot: mediapipe and torch release no GIL worth sharing
         return DaskTaskRunner(
-            cluster_kwargs=dict(n_workers=cfg.workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            cluster_kwargs=dict(n_workers=cfg.workers, threads_per_worker=1, processes=True, dashboard_address=":0")
         )
     from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -218,6 +219,11 @@ def shared_api(cfg: BuildConfig) -> Iterator[str | None]:
     if cfg.runner == "thread" or url:
         yield url
         return
+    if cfg.dask_address:
+        raise ConfigError(
+            "--dask-address needs PREFECT_API_URL set to a Prefect server the Dask workers can reach (they report "
+            "their task runs to it; a temporary server would listen on this machine's loopback only)"
+        )
     from prefect.server.api.server import SubprocessASGIServer
 
     server = SubprocessASGIServer()
