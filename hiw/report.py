@@ -54,6 +54,7 @@ def report_tables(summary: BuildSummary) -> list[ReportTable]:
         ("shard groups written / reused", f"{summary.groups_written} / {summary.groups_reused}"),
         ("clips in the version", summary.clips_planned),
         ("clips processed by this run", summary.clips_processed),
+        ("  wall time of the clip phase", _rate(summary.clip_phase_s, summary.clips_processed, "clips")),
         ("  tracking from cache", summary.observations_cached),
         ("  failed (retried next build)", summary.clips_failed),
         ("clips accepted", summary.clips_accepted),
@@ -80,6 +81,10 @@ def report_tables(summary: BuildSummary) -> list[ReportTable]:
     columns = ["stage", "calls", "seconds", "frames/tokens", "per second"]
     tables.append(ReportTable("time per stage (inside stage functions, summed over workers)", columns, times))
     return tables
+
+
+def _rate(seconds: float, n: int, what: str) -> str:
+    return f"{seconds:.1f} s" + (f" ({n / seconds:.2f} {what}/s)" if n and seconds > 0 else "")
 
 
 def _vlm_rows(summary: BuildSummary) -> list[tuple[str, str]]:

@@ -78,6 +78,7 @@ def _build(cfg: BuildConfig, runner: PlainRunner, progress: Progress) -> BuildSu
             vlm = stack.enter_context(VLMPhase(cfg, texts, runner, progress))
             for clip_input in runner.run("annotation_inputs", plan.carried_annotation_inputs):
                 vlm.submit(clip_input)
+        clip_phase = time.perf_counter()
         clips = {
             runner.submit("process-clip", process_clip, clip, video.video.rotation, cfg, tracker_name): clip
             for video in plan.videos_to_process()
@@ -95,6 +96,7 @@ def _build(cfg: BuildConfig, runner: PlainRunner, progress: Progress) -> BuildSu
             with runner.times.measure("write"):
                 plan.add(result)  # writes a group's shards as soon as its last clip is done
             progress.clip_done(result.record)
+        clip_phase = time.perf_counter() - clip_phase
         if vlm is not None:
             with runner.times.measure("write"):
                 plan.add_annotation(vlm.finish())
@@ -106,6 +108,7 @@ def _build(cfg: BuildConfig, runner: PlainRunner, progress: Progress) -> BuildSu
         videos_probed=probed,
         clips_processed=len(clips),
         clips_failed=failed,
+        clip_phase_s=clip_phase,
     )
     summary = summarise(cfg, outcome, run, runner.times.snapshot(), time.perf_counter() - started)
     report = {"summary": summary.model_dump(mode="json"), "config": cfg.model_dump(mode="json")}

@@ -61,6 +61,7 @@ class BuildSummary(BaseModel):
     clips_accepted: int
     clips_rejected: int
     clips_failed: int = Field(0, description="clips whose task kept failing (transient errors); retried by the next build")
+    clip_phase_s: float = Field(0.0, description="wall time from the first clip sent to a worker to the last one done")
     observations_cached: int = Field(0, description="clips whose tracking came from the observation cache")
     captions: int
     captions_by_kind: dict[str, int] = {}
