@@ -113,7 +113,9 @@ def main() -> None:
                     for _ in range(args.repeats):
                         seconds, clips = tracker_phase(videos, workers, cluster.scheduler_address, args.window_s)
                         phases.setdefault(workers, []).append(seconds)
-                    print(f"tracker stage, {workers} Dask worker(s): {statistics.median(phases[workers]):.2f} s for {clips} clips")
+                    print(
+                        f"tracker stage, {workers} Dask worker(s): {statistics.median(phases[workers]):.2f} s for {clips} clips"
+                    )
                     if workers == 2:
                         runner = DaskTaskRunner(address=cluster.scheduler_address)
                         dask_serial, dask_bulk = round_trips.with_options(task_runner=runner)(args.tasks)

@@ -138,7 +138,9 @@ class BuildConfig(BaseModel):
     qa_lof_neighbors: int = Field(20, ge=2, description="neighbours of the Local Outlier Factor over caption embeddings")
     qa_max_outlier_factor: float = Field(1.5, gt=1, description="reject captions whose Local Outlier Factor is above this")
     workers: int = Field(
-        default_factory=lambda: min(2, os.cpu_count() or 1), ge=1, description="clips processed in parallel (threads, processes or local Dask workers)"
+        default_factory=lambda: min(2, os.cpu_count() or 1),
+        ge=1,
+        description="clips processed in parallel (threads, processes or local Dask workers)",
     )
     runner: Literal["thread", "process", "dask"] = Field(
         "thread", description="where clips run: threads or processes on this machine, or a Dask cluster"

@@ -44,7 +44,9 @@ class ReportTable:
 
 def report_tables(summary: BuildSummary) -> list[ReportTable]:
     """The run report: what the build did and what the dataset version holds."""
-    outcome = f"{summary.version}, new" if summary.published else f"nothing changed: {summary.version} stays current, no new version"
+    outcome = (
+        f"{summary.version}, new" if summary.published else f"nothing changed: {summary.version} stays current, no new version"
+    )
     frames = max(summary.frames_tracked, 1)
     rows = [
         ("dataset version", outcome),
@@ -71,11 +73,19 @@ def report_tables(summary: BuildSummary) -> list[ReportTable]:
     tables = [ReportTable(f"hiw build: {outcome}", [], [[label, str(value)] for label, value in rows])]
     if summary.rejects_by_reason:
         tables.append(
-            ReportTable("rejects by stage/reason", ["stage/reason", "count"], [[r, str(n)] for r, n in summary.rejects_by_reason.items()])
+            ReportTable(
+                "rejects by stage/reason", ["stage/reason", "count"], [[r, str(n)] for r, n in summary.rejects_by_reason.items()]
+            )
         )
     ordered = sorted(summary.stage_times.items(), key=lambda kv: STAGE_ORDER.index(kv[0]) if kv[0] in STAGE_ORDER else 99)
     times = [
-        [stage, str(t.calls), f"{t.seconds:.2f}", str(t.items or ""), f"{t.items / t.seconds:.0f}" if t.items and t.seconds else ""]
+        [
+            stage,
+            str(t.calls),
+            f"{t.seconds:.2f}",
+            str(t.items or ""),
+            f"{t.items / t.seconds:.0f}" if t.items and t.seconds else "",
+        ]
         for stage, t in ordered
     ]
     columns = ["stage", "calls", "seconds", "frames/tokens", "per second"]
@@ -112,7 +122,12 @@ def report_markdown(summary: BuildSummary) -> str:
     parts = []
     for t in report_tables(summary):
         columns = t.columns or ["", ""]
-        lines = [f"### {t.title}", "", "| " + " | ".join(columns) + " |", "|" + "|".join([" --- "] + [" ---: "] * (len(columns) - 1)) + "|"]
+        lines = [
+            f"### {t.title}",
+            "",
+            "| " + " | ".join(columns) + " |",
+            "|" + "|".join([" --- "] + [" ---: "] * (len(columns) - 1)) + "|",
+        ]
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in t.rows]
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"

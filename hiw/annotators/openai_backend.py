@@ -98,7 +98,7 @@ class OpenAIBackend:
         body = self.body(request)
         started = time.perf_counter()
         for attempt in range(1, self.retries + 2):
-            async with limit, (self.slot() if self.slot else nullcontext()):
+            async with limit, self.slot() if self.slot else nullcontext():
                 try:
                     response = await client.post(f"{self.url}/chat/completions", json=body)
                 except httpx.TimeoutException:

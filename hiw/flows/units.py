@@ -175,8 +175,6 @@ def _process_clip(clip: ClipSpec, rotation: int, cfg: BuildConfig, tracker_name:
     return ClipResult(record=record, motion=motion, captions=captions, vlm_input=vlm_input)
 
 
-
-
 def failure(stage: str, err: BaseException, cfg: BuildConfig, where: Where) -> Reject:
     """The reject of a unit whose task failed for good (after its retries when the failure was transient)."""
     tries = 1 + cfg.task_retries if isinstance(err, TRANSIENT) else 1

@@ -49,7 +49,10 @@ def prefect_api():
 def cluster(prefect_api):
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as local, Client(local) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as local,
+        Client(local) as client,
+    ):
         yield local, client
 
 
