@@ -168,7 +168,7 @@ class PrefectRunner(PlainRunner):
         name = f"tag:{VLM_TAG}"
         if not limit_exists(name):
             return None
-        return lambda: concurrency(name, occupy=1, strict=False, suppress_warnings=True)
+        return lambda: concurrency(name, occupy=1, strict=False)
 
     def close(self) -> None:
         pass
