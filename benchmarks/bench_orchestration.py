@@ -37,6 +37,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from hiw.config import load_config  # noqa: E402
 from hiw.flows.build import build_flow  # noqa: E402
+from hiw.flows.runners import ONE_CORE_ENV  # noqa: E402
 
 VIDEOS = PROJECT.parent / "shared" / "fixtures" / "video"
 
@@ -70,7 +71,11 @@ def warm(client) -> None:
     client.run(imports)
 
 
-def tracker_phase(videos: Path, workers: int, address: str, window_s: float) -> tuple[float, int]:
+CLIP_STAGES = ("decode", "track", "camera", "motion", "quality", "filter", "annotate", "frames", "load")
+
+
+def tracker_phase(videos: Path, workers: int, address: str, window_s: float) -> tuple[float, int, float]:
+    """(wall time of the clip phase, clips, seconds spent inside the clip stages summed over workers)."""
     with tempfile.TemporaryDirectory(prefix="hiw-bench-orch-") as tmp:
         cfg = load_config(
             videos=str(videos),
@@ -83,7 +88,8 @@ def tracker_phase(videos: Path, workers: int, address: str, window_s: float) -> 
             workers=workers,
         )
         summary = build_flow(cfg)
-        return summary.clip_phase_s, summary.clips_processed
+        busy = sum(t.seconds for name, t in summary.stage_times.items() if name in CLIP_STAGES)
+        return summary.clip_phase_s, summary.clips_processed, busy
 
 
 def main() -> None:
@@ -104,17 +110,21 @@ def main() -> None:
         shutil.copy(video, videos / video.name)
     print(f"inputs: {', '.join(p.name for p in sorted(videos.iterdir()))}; {args.window_s:g} s clips; {args.repeats} repeats")
     phases: dict[int, list[float]] = {}
+    busy: dict[int, list[float]] = {}
     with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
         for workers in (1, 2):
-            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+            local = dict(threads_per_worker=1, processes=True, dashboard_address=":0", env=ONE_CORE_ENV)  # as --runner dask
+            with LocalCluster(n_workers=workers, **local) as cluster:
                 with Client(cluster) as client:
                     warm(client)
                     tracker_phase(videos, workers, cluster.scheduler_address, args.window_s)  # first run: mediapipe graphs load
                     for _ in range(args.repeats):
-                        seconds, clips = tracker_phase(videos, workers, cluster.scheduler_address, args.window_s)
+                        seconds, clips, inside = tracker_phase(videos, workers, cluster.scheduler_address, args.window_s)
                         phases.setdefault(workers, []).append(seconds)
+                        busy.setdefault(workers, []).append(inside / (seconds * workers))
+                    wall, used = statistics.median(phases[workers]), statistics.median(busy[workers])
                     print(
-                        f"tracker stage, {workers} Dask worker(s): {statistics.median(phases[workers]):.2f} s for {clips} clips"
+                        f"tracker stage, {workers} Dask worker(s): {wall:.2f} s for {clips} clips; workers in stages {used:.0%}"
                     )
                     if workers == 2:
                         runner = DaskTaskRunner(address=cluster.scheduler_address)

@@ -107,6 +107,10 @@ class PlainRunner:
         self._pool.shutdown(wait=True)
 
 
+# What keeps a worker process on one core: the video decoder's and OpenCV's own thread pools.
+ONE_CORE_ENV = {"HIW_DECODE_THREADS": "1", "OPENCV_FOR_THREADS_NUM": "1"}
+
+
 def _transient(task, task_run, state) -> bool:
     """Prefect's retry condition: retry only failures that may not happen again."""
     try:
@@ -131,6 +135,7 @@ class PrefectRunner(PlainRunner):
         self.task_runner, self.cfg = task_runner, cfg
         self._tasks: dict[tuple[str, Callable], Any] = {}
         self._lock = threading.Lock()
+        self._tracker_limit: bool | None = None
 
     def _task(self, name: str, fn: Callable[..., Any]) -> Any:
         from prefect import task
@@ -142,7 +147,7 @@ class PrefectRunner(PlainRunner):
                 self._tasks[name, fn] = task(
                     fn,
                     name=name,
-                    tags=[TRACKER_TAG] if name == "process-clip" else [],
+                    tags=[TRACKER_TAG] if name == "process-clip" and self._tracker_limited() else [],
                     retries=self.cfg.task_retries,
                     retry_delay_seconds=exponential_backoff(self.cfg.task_retry_backoff_s),
                     retry_condition_fn=_transient,
@@ -151,6 +156,13 @@ class PrefectRunner(PlainRunner):
                     persist_result=False,
                 )
             return self._tasks[name, fn]
+
+    def _tracker_limited(self) -> bool:
+        # A tagged task acquires its tag's slots through the server even when no limit exists: about 0.15 s a clip
+        # on a busy 2-core machine. So clips carry the tag only when the server has the limit (as the run starts).
+        if self._tracker_limit is None:
+            self._tracker_limit = limit_exists(f"tag:{TRACKER_TAG}")
+        return self._tracker_limit
 
     def submit(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
         parameters = inspect.signature(fn).bind(*args).arguments
@@ -197,9 +209,11 @@ def task_runner(cfg: BuildConfig) -> Any:
 
         if cfg.dask_address:
             return DaskTaskRunner(address=cfg.dask_address)
-        # one single-threaded worker process per slot: mediapipe and torch release no GIL worth sharing
+        # one single-threaded worker process per slot (Dask already sets OMP/MKL/OpenBLAS threads to 1 in them)
         return DaskTaskRunner(
-            cluster_kwargs=dict(n_workers=cfg.workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+            cluster_kwargs=dict(
+                n_workers=cfg.workers, threads_per_worker=1, processes=True, dashboard_address=":0", env=ONE_CORE_ENV
+            )
         )
     from prefect.task_runners import ThreadPoolTaskRunner
 

@@ -7,6 +7,7 @@ then sequential reads: frame-by-frame seeking with cv2 runs at a few fps).
 from __future__ import annotations
 
 import logging
+import os
 from typing import Literal
 
 import cv2
@@ -17,6 +18,9 @@ from hiw.schemas import ClipSpec
 
 log = logging.getLogger(__name__)
 Decoder = Literal["auto", "decord", "cv2"]
+# Decoder threads (0: one per core). A worker process meant to use one core (hiw's local Dask workers) sets 1,
+# or N workers on N cores would each start N decoder threads.
+THREADS_VAR = "HIW_DECODE_THREADS"
 
 
 def working_size(width: int, height: int, target_width: int) -> tuple[int, int]:
@@ -52,7 +56,8 @@ def _decode_decord(clip: ClipSpec, target_width: int, rotation: int) -> np.ndarr
     w, h = working_size(clip.width, clip.height, target_width)  # displayed size
     if rotation in (90, 270):
         w, h = h, w  # the stream stores the frame on its side
-    reader = decord.VideoReader(clip.source_path, ctx=decord.cpu(0), width=w, height=h)
+    threads = int(os.environ.get(THREADS_VAR, "0"))
+    reader = decord.VideoReader(clip.source_path, ctx=decord.cpu(0), width=w, height=h, num_threads=threads)
     end = min(clip.end_frame, len(reader))
     if end <= clip.start_frame:
         raise StageError("decode_failed", f"clip starts at frame {clip.start_frame} but the stream has {len(reader)} frames")
