@@ -117,7 +117,7 @@ def main() -> None:
             with LocalCluster(n_workers=workers, **local) as cluster:
                 with Client(cluster) as client:
                     warm(client)
-                    tracker_phase(videos, workers, cluster.scheduler_address, args.window_s)  # first run: mediapipe graphs load
+                    tracker_phase(videos, workers, cluster.scheduler_address, args.window_s)  # warm-up: graphs load
                     for _ in range(args.repeats):
                         seconds, clips, inside = tracker_phase(videos, workers, cluster.scheduler_address, args.window_s)
                         phases.setdefault(workers, []).append(seconds)
