@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_motion.py
 	$(PY) benchmarks/bench_shift.py
 	$(PY) benchmarks/bench_storage.py
+	$(PY) benchmarks/bench_orchestration.py
 	-$(MAKE) --no-print-directory vllm-venv tiny-vlm
 	$(PY) benchmarks/bench_vlm.py --vllm
 

@@ -74,8 +74,9 @@ def warm(client) -> None:
 CLIP_STAGES = ("decode", "track", "camera", "motion", "quality", "filter", "annotate", "frames", "load")
 
 
-def tracker_phase(videos: Path, workers: int, address: str, window_s: float) -> tuple[float, int, float]:
-    """(wall time of the clip phase, clips, seconds spent inside the clip stages summed over workers)."""
+def tracker_phase(videos: Path, workers: int, address: str | None, window_s: float) -> tuple[float, int, float]:
+    """(wall time of the clip phase, clips, seconds spent inside the clip stages summed over workers) of a build
+    on the Dask cluster at ``address``, or on threads without one."""
     with tempfile.TemporaryDirectory(prefix="hiw-bench-orch-") as tmp:
         cfg = load_config(
             videos=str(videos),
@@ -83,7 +84,7 @@ def tracker_phase(videos: Path, workers: int, address: str, window_s: float) -> 
             window_s=window_s,
             min_clip_s=min(1.0, window_s),
             min_both_hands_frac=0.0,
-            runner="dask",
+            runner="dask" if address else "thread",
             dask_address=address,
             workers=workers,
         )
@@ -130,6 +131,8 @@ def main() -> None:
                         runner = DaskTaskRunner(address=cluster.scheduler_address)
                         dask_serial, dask_bulk = round_trips.with_options(task_runner=runner)(args.tasks)
         thread_serial, thread_bulk = round_trips.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))(args.tasks)
+        threads = statistics.median(tracker_phase(videos, 2, None, args.window_s)[0] for _ in range(args.repeats))
+        print(f"tracker stage, 2 threads in the flow's process (--runner thread): {threads:.2f} s")
     one, two = statistics.median(phases[1]), statistics.median(phases[2])
     print(f"speed-up 1 -> 2 workers: {one / two:.2f} (target >= 1.7)")
     print("empty task, ms per task    round trip   all in flight")
