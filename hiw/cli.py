@@ -1,4 +1,5 @@
-"""The `hiw` command: build, query, demo, eval-fit, and `hiw shift ...` (the motion tokenizer).
+"""The `hiw` command: build, deploy, query, versions, diff, verify, gc, export, demo, eval-fit, and `hiw shift ...`
+(the motion tokenizer).
 
 Exit codes: 0 success (a build with rejects included), 1 a failure while running, 2 a usage or
 configuration error (one line on stderr, no traceback).

@@ -53,7 +53,7 @@ def _build(cfg: BuildConfig, runner: PlainRunner, progress: Progress) -> BuildSu
         try:
             result: VideoResult = future.result()
         except Exception as err:  # noqa: BLE001 - its task kept failing: that video is rejected, not the build
-            result = VideoResult(path=path, rejects=[failure("video", err, cfg, Where(str(path)))])
+            result = VideoResult(path=path, rejects=[failure("video", err, runner.retries, Where(str(path)))])
         runner.times.merge(result.times)
         progress.video_done()
         if result.video is None:
@@ -88,7 +88,7 @@ def _build(cfg: BuildConfig, runner: PlainRunner, progress: Progress) -> BuildSu
             try:
                 result: ClipResult = future.result()  # process_clip records bad input itself
             except Exception as err:  # noqa: BLE001 - its task kept failing: that clip is rejected, not the build
-                result = failed_clip(clips[future], err, cfg, tracker_name)
+                result = failed_clip(clips[future], err, runner.retries, cfg, tracker_name)
                 failed += 1
             runner.times.merge(result.times)
             if vlm is not None and result.motion is not None:

@@ -84,6 +84,8 @@ class StageTimes:
 class PlainRunner:
     """Units on a thread pool, no orchestrator: the benchmark's baseline and a debugging aid."""
 
+    retries = 0  # of a unit after a transient failure
+
     def __init__(self, workers: int):
         self.times = StageTimes()  # the driver's own stages, plus every unit's merged in
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hiw")
@@ -133,6 +135,7 @@ class PrefectRunner(PlainRunner):
     def __init__(self, task_runner: Any, cfg: BuildConfig):
         self.times = StageTimes()
         self.task_runner, self.cfg = task_runner, cfg
+        self.retries = cfg.task_retries
         self._tasks: dict[tuple[str, Callable], Any] = {}
         self._lock = threading.Lock()
         self._tracker_limit: bool | None = None

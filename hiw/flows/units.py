@@ -175,14 +175,14 @@ def _process_clip(clip: ClipSpec, rotation: int, cfg: BuildConfig, tracker_name:
     return ClipResult(record=record, motion=motion, captions=captions, vlm_input=vlm_input)
 
 
-def failure(stage: str, err: BaseException, cfg: BuildConfig, where: Where) -> Reject:
-    """The reject of a unit whose task failed for good (after its retries when the failure was transient)."""
-    tries = 1 + cfg.task_retries if isinstance(err, TRANSIENT) else 1
+def failure(stage: str, err: BaseException, retries: int, where: Where) -> Reject:
+    """The reject of a unit whose task failed for good (after ``retries`` retries when the failure was transient)."""
+    tries = 1 + retries if isinstance(err, TRANSIENT) else 1
     detail = f"{type(err).__name__}: {err}".splitlines()[0][:400] + f" ({tries} attempt{'s' * (tries > 1)})"
     return Reject.of(stage, StageError(TASK_FAILED, detail), where.source_path, where.video_id, where.clip_id)
 
 
-def failed_clip(clip: ClipSpec, err: BaseException, cfg: BuildConfig, tracker_name: str) -> ClipResult:
-    reject = failure("clip", err, cfg, Where(clip.source_path, clip.video_id, clip.clip_id))
+def failed_clip(clip: ClipSpec, err: BaseException, retries: int, cfg: BuildConfig, tracker_name: str) -> ClipResult:
+    reject = failure("clip", err, retries, Where(clip.source_path, clip.video_id, clip.clip_id))
     record = stages.clip_record(clip, cfg, tracker_name, None, reject)
     return ClipResult(record=record, rejects=[reject], failed=isinstance(err, TRANSIENT))
