@@ -89,7 +89,7 @@ def _build(cfg: BuildConfig, runner: PlainRunner, progress: Progress) -> BuildSu
                 result: ClipResult = future.result()  # process_clip records bad input itself
             except Exception as err:  # noqa: BLE001 - its task kept failing: that clip is rejected, not the build
                 result = failed_clip(clips[future], err, runner.retries, cfg, tracker_name)
-                failed += 1
+                failed += result.failed  # transient: the next build tries it again
             runner.times.merge(result.times)
             if vlm is not None and result.motion is not None:
                 vlm.submit(result.vlm_input)
