@@ -44,9 +44,12 @@ class ReportTable:
 
 def report_tables(summary: BuildSummary) -> list[ReportTable]:
     """The run report: what the build did and what the dataset version holds."""
-    outcome = (
-        f"{summary.version}, new" if summary.published else f"nothing changed: {summary.version} stays current, no new version"
-    )
+    if summary.published:
+        outcome = f"{summary.version}, new"
+    elif summary.held:
+        outcome = f"not published: {summary.held}; {summary.version} stays current"
+    else:
+        outcome = f"nothing changed: {summary.version} stays current, no new version"
     frames = max(summary.frames_tracked, 1)
     rows = [
         ("dataset version", outcome),

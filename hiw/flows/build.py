@@ -19,7 +19,7 @@ from hiw.config import BuildConfig
 from hiw.errors import ConfigError, StageError
 from hiw.flows import stages
 from hiw.flows.annotate import VLMPhase
-from hiw.flows.runners import PlainRunner, PrefectRunner, shared_api, task_runner
+from hiw.flows.runners import PlainRunner, PrefectRunner, check_api, shared_api, task_runner
 from hiw.flows.summary import BuildSummary, Progress, current_progress, reporting_to, summarise
 from hiw.flows.units import ClipResult, VideoResult, Where, failed_clip, failure, process_clip, process_video
 from hiw.flows.version import PlannedVideo, VersionPlan
@@ -48,12 +48,13 @@ def _build(cfg: BuildConfig, runner: PlainRunner, progress: Progress) -> BuildSu
     source_rejects = [Reject.of("discover", StageError("unreadable_entry", why), str(p)) for p, why in found.unreadable]
     tracker_name = stages.tracker_version(cfg)
     futures = [runner.submit("process-video", process_video, p, found.narrations.get(p, []), cfg) for p in found.videos]
-    videos, first_path, probed = [], {}, 0
+    videos, first_path, probed, unread = [], {}, 0, 0
     for path, future in zip(found.videos, futures):  # in path order, so the first of duplicate files is always the same one
         try:
             result: VideoResult = future.result()
         except Exception as err:  # noqa: BLE001 - its task kept failing: that video is rejected, not the build
             result = VideoResult(path=path, rejects=[failure("video", err, runner.retries, Where(str(path)))])
+            unread += 1
         runner.times.merge(result.times)
         progress.video_done()
         if result.video is None:
@@ -101,9 +102,12 @@ def _build(cfg: BuildConfig, runner: PlainRunner, progress: Progress) -> BuildSu
             with runner.times.measure("write"):
                 plan.add_annotation(vlm.finish())
     with runner.times.measure("write"):
-        outcome = plan.publish()
+        # a video whose task kept failing has no rows this time: publishing would drop the rows it had
+        hold = f"{unread} video(s) could not be read (their tasks kept failing); the next build tries again" if unread else None
+        outcome = plan.publish(hold)
         write_catalog(cfg.out)
     run = dict(
+        runner=runner.name,
         videos_found=len(found.videos) + len(found.unreadable),
         videos_probed=probed,
         clips_processed=len(clips),
@@ -135,6 +139,7 @@ def hiw_build(config: BuildConfig | dict[str, Any]) -> BuildSummary:
 def check_config(cfg: BuildConfig) -> None:
     """Usage errors a build would only meet later, after a server and workers have started."""
     check_inputs(cfg.videos, cfg.manifest, TRACK_SUFFIXES if cfg.tracker == "precomputed" else VIDEO_SUFFIXES)
+    check_api(cfg)
     if cfg.vlm != "kinematic" and cfg.vocab is not None and not cfg.vocab.is_file():
         raise ConfigError(f"vocabulary file does not exist: {cfg.vocab}")
 

@@ -31,9 +31,14 @@ from hiw.errors import ConfigError
 TRACKER_TAG = "hiw-tracker"
 VLM_TAG = "hiw-vlm"
 
-# Failures worth another try: the file system or network hiccuped, or the task ran out of time. Anything
-# else is a property of the input (StageError) or a bug, and fails the same way every time.
-TRANSIENT = (OSError, TimeoutError)
+# Failures worth another try: the file system or network hiccuped, or the task ran out of time. A missing or
+# forbidden file, bad input (StageError) or a bug fails the same way every time.
+_PERMANENT_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+
+
+def transient(err: BaseException) -> bool:
+    return isinstance(err, (OSError, TimeoutError)) and not isinstance(err, _PERMANENT_OS_ERRORS)
+
 
 # Prefect warns on every task run with a timeout outside the main thread (a Dask or pool worker): such a timeout
 # fires once the running call returns to Python. The stages return to Python every frame, so it works for us.
@@ -84,6 +89,7 @@ class StageTimes:
 class PlainRunner:
     """Units on a thread pool, no orchestrator: the benchmark's baseline and a debugging aid."""
 
+    name = "plain"
     retries = 0  # of a unit after a transient failure
 
     def __init__(self, workers: int):
@@ -117,10 +123,8 @@ def _transient(task, task_run, state) -> bool:
     """Prefect's retry condition: retry only failures that may not happen again."""
     try:
         state.result()
-    except TRANSIENT:
-        return True
-    except BaseException:  # noqa: BLE001 - any other failure is final
-        return False
+    except BaseException as err:  # noqa: BLE001 - the failure is what decides
+        return transient(err)
     return False
 
 
@@ -135,7 +139,7 @@ class PrefectRunner(PlainRunner):
     def __init__(self, task_runner: Any, cfg: BuildConfig):
         self.times = StageTimes()
         self.task_runner, self.cfg = task_runner, cfg
-        self.retries = cfg.task_retries
+        self.retries, self.name = cfg.task_retries, cfg.runner
         self._tasks: dict[tuple[str, Callable], Any] = {}
         self._lock = threading.Lock()
         self._tracker_limit: bool | None = None
@@ -223,6 +227,17 @@ def task_runner(cfg: BuildConfig) -> Any:
     return ThreadPoolTaskRunner(max_workers=cfg.workers)
 
 
+def check_api(cfg: BuildConfig) -> None:
+    """A remote Dask cluster's workers report to the Prefect server: it must be one they can reach."""
+    from prefect.settings import PREFECT_API_URL
+
+    if cfg.dask_address and not PREFECT_API_URL.value():
+        raise ConfigError(
+            "--dask-address needs PREFECT_API_URL set to a Prefect server the Dask workers can reach (they report "
+            "their task runs to it; a temporary server would listen on this machine's loopback only)"
+        )
+
+
 @contextmanager
 def shared_api(cfg: BuildConfig) -> Iterator[str | None]:
     """Make sure task runs in other processes report to this build's Prefect API.
@@ -236,11 +251,7 @@ def shared_api(cfg: BuildConfig) -> Iterator[str | None]:
     if cfg.runner == "thread" or url:
         yield url
         return
-    if cfg.dask_address:
-        raise ConfigError(
-            "--dask-address needs PREFECT_API_URL set to a Prefect server the Dask workers can reach (they report "
-            "their task runs to it; a temporary server would listen on this machine's loopback only)"
-        )
+    check_api(cfg)
     from prefect.server.api.server import SubprocessASGIServer
 
     server = SubprocessASGIServer()

@@ -48,8 +48,9 @@ class BuildSummary(BaseModel):
     out: str
     version: str
     parent: str | None = None
-    published: bool = Field(description="False when nothing changed: the current version stays current")
-    runner: str = "thread"
+    published: bool = Field(description="False when nothing changed (or see held): the current version stays current")
+    held: str | None = Field(None, description="why a changed dataset was not published")
+    runner: str = Field("thread", description="thread | process | dask, or plain (threads without Prefect)")
     videos_found: int
     videos_probed: int
     videos_processed: int = 0
@@ -89,7 +90,7 @@ def summarise(cfg: BuildConfig, outcome: Published, run: dict, stage_times: dict
         version=outcome.manifest.version,
         parent=outcome.manifest.parent,
         published=outcome.published,
-        runner=cfg.runner,
+        held=outcome.held,
         videos_processed=outcome.videos_processed,
         videos_reused=outcome.videos_reused,
         groups_written=outcome.groups_written,

@@ -2,7 +2,7 @@
 
 A unit runs anywhere a runner sends it (a thread, a process, a Dask worker), so it takes only picklable
 inputs, runs its stages as plain calls, times them itself and returns the times with its result. A stage
-that fails on bad input becomes a reject; a transient failure (``runners.TRANSIENT``) is raised, so the task
+that fails on bad input becomes a reject; a transient failure (``runners.transient``) is raised, so the task
 is retried, and if it keeps failing the driver records ``failed_clip``.
 """
 
@@ -15,7 +15,7 @@ from hiw.annotators.pcot import ClipInput
 from hiw.config import BuildConfig
 from hiw.errors import StageError
 from hiw.flows import observations, stages
-from hiw.flows.runners import TRANSIENT, StageTime, StageTimes
+from hiw.flows.runners import StageTime, StageTimes, transient
 from hiw.schemas import Caption, ClipRecord, ClipSpec, MotionRecord, Narration, Reject, VideoSource
 from hiw.trackers.precomputed import load_tracks, probe_tracks
 from hiw.video.probe import probe_video
@@ -58,9 +58,9 @@ def _attempt(where: Where, stage: str, fn, *args):
         return fn(*args), None
     except StageError as err:
         return None, Reject.of(stage, err, where.source_path, where.video_id, where.clip_id)
-    except TRANSIENT:
-        raise  # the task is retried
     except Exception as err:  # noqa: BLE001 - unexpected failures are recorded with their text
+        if transient(err):
+            raise  # the task is retried
         detail = f"{type(err).__name__}: {err}".splitlines()[0][:500]
         return None, Reject.of(stage, StageError("internal_error", detail), where.source_path, where.video_id, where.clip_id)
 
@@ -177,7 +177,7 @@ def _process_clip(clip: ClipSpec, rotation: int, cfg: BuildConfig, tracker_name:
 
 def failure(stage: str, err: BaseException, retries: int, where: Where) -> Reject:
     """The reject of a unit whose task failed for good (after ``retries`` retries when the failure was transient)."""
-    tries = 1 + retries if isinstance(err, TRANSIENT) else 1
+    tries = 1 + retries if transient(err) else 1
     detail = f"{type(err).__name__}: {err}".splitlines()[0][:400] + f" ({tries} attempt{'s' * (tries > 1)})"
     return Reject.of(stage, StageError(TASK_FAILED, detail), where.source_path, where.video_id, where.clip_id)
 
@@ -185,4 +185,5 @@ def failure(stage: str, err: BaseException, retries: int, where: Where) -> Rejec
 def failed_clip(clip: ClipSpec, err: BaseException, retries: int, cfg: BuildConfig, tracker_name: str) -> ClipResult:
     reject = failure("clip", err, retries, Where(clip.source_path, clip.video_id, clip.clip_id))
     record = stages.clip_record(clip, cfg, tracker_name, None, reject)
-    return ClipResult(record=record, rejects=[reject], failed=isinstance(err, TRANSIENT))
+    # a task fails only from a transient error or a crash of its worker or pool: worth trying again next build
+    return ClipResult(record=record, rejects=[reject], failed=True)

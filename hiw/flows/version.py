@@ -62,6 +62,7 @@ class Published:
     groups_written: int
     groups_reused: int
     new_responses: list[ResponseRecord] = field(default_factory=list)
+    held: str | None = None  # why a changed dataset was not published
 
 
 class VersionPlan:
@@ -93,6 +94,7 @@ class VersionPlan:
         self.annotation_key = None if cfg.vlm == "kinematic" else "a_" + stable_hash(units, _annotation_settings(cfg), length=24)
         self.annotation: Group | None = store.get(self.annotation_key) if self.annotation_key else None
         self.new_responses: list[ResponseRecord] = []
+        self.failed_videos: set[str] = set()  # with a clip whose task kept failing: retried by the next build
 
     # --- what to do --------------------------------------------------------------------------------
 
@@ -144,6 +146,8 @@ class VersionPlan:
         """One processed clip (``ClipResult``); writes its group when it was the group's last clip."""
         video_id = result.record.video_id
         self._results[video_id].append(result)
+        if result.failed:
+            self.failed_videos.add(video_id)
         group = self._group_of[video_id]
         group.pending -= 1
         if group.pending == 0:
@@ -152,7 +156,8 @@ class VersionPlan:
     def add_annotation(self, out: VLMOutput) -> None:
         tables = {"captions": out.captions, "responses": out.responses, "vocabulary": out.vocabulary, "rejects": out.rejects}
         arrow = {name: to_table(TABLES[name], rows) for name, rows in tables.items()}
-        self.annotation = self.store.write("annotation", self.annotation_key, {}, arrow)
+        # without the failed clips' captions: not reusable, so the build that retries them annotates them too
+        self.annotation = self.store.write("annotation", self.annotation_key, {}, arrow, sorted(self.failed_videos))
         self.new_responses = out.responses
 
     def _write(self, group: _Group) -> None:
@@ -181,8 +186,9 @@ class VersionPlan:
         group.written = self.store.write("videos", group.key, units, tables, retry)
         self.groups_written += 1
 
-    def publish(self) -> Published:
-        """Write what is left, then publish a new version, unless its groups are exactly the current version's."""
+    def publish(self, hold: str | None = None) -> Published:
+        """Write what is left, then publish a new version, unless its groups are exactly the current version's or
+        ``hold`` says why the current version must stay (its shards are written all the same, for the next build)."""
         for group in self.groups:
             if group.written is None:  # every video carried or without clips: nothing was processed for it
                 self._write(group)
@@ -203,8 +209,8 @@ class VersionPlan:
         )
         if current:
             previous = load_manifest(root, current)
-            if {g.key for g in previous.groups} == {g.key for g in groups}:
-                return Published(previous, False, **counts)
+            if hold or {g.key for g in previous.groups} == {g.key for g in groups}:
+                return Published(previous, False, held=hold, **counts)
         manifest = Manifest(
             version=next_version(root),
             parent=current,

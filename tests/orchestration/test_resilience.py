@@ -1,8 +1,11 @@
 """Retries, timeouts and failing clips in a real Prefect build (threads, ephemeral server).
 
 The failures are injected into one stage (a test double of a flaky disk or a hung call; everything else is the
-real build of real F-PHAB tracks): a transient failure is retried with backoff and, when it keeps failing,
-that clip alone is rejected and the next build tries it again; a bad-input failure is not retried."""
+real build of real F-PHAB tracks):
+- a transient failure is retried with backoff; when it keeps failing, that clip alone is rejected, and the next
+  build processes (and captions) it again;
+- a failure that would repeat (bad input, a missing file) is not retried;
+- a video that cannot be read holds the new version back rather than dropping its rows."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import pytest
 
 from conftest import copy_fphab, fphab_config
 from hiw.errors import ConfigError
-from hiw.flows import stages
+from hiw.flows import stages, units
 from hiw.flows.build import build_flow
 from hiw.storage import read_table
 
@@ -30,6 +33,8 @@ def inputs(tmp_path, fphab_dir):
 
 class FlakyMotion:
     """Wraps ``stages.motion``: ``fail(clip_id, attempt)`` may raise or stall before the real stage runs."""
+
+    # the build calls stages.motion(tracks, camera, clip, cfg, tracker_name)
 
     def __init__(self, fail):
         self.fail, self.calls, self._lock = fail, Counter(), threading.Lock()
@@ -60,7 +65,7 @@ def test_a_clip_that_keeps_failing_is_rejected_and_retried_by_the_next_build(inp
         if clip_id == flaky:
             raise OSError(f"disk hiccup on attempt {attempt}")  # transient: retried, and fails every time
         if clip_id == broken:
-            raise ValueError("bad numbers")  # a bug or bad input: the same every time, not retried
+            raise FileNotFoundError("gone")  # a missing file stays missing: not retried
 
     motion = FlakyMotion(fail)
     monkeypatch.setattr(stages, "motion", motion)
@@ -117,3 +122,57 @@ def test_a_remote_dask_cluster_needs_a_prefect_server(inputs, tmp_path):
 def test_dask_address_needs_the_dask_runner(inputs, tmp_path):
     with pytest.raises(ConfigError, match="--dask-address needs --runner dask"):
         fphab_config(inputs, tmp_path / "out", dask_address="tcp://127.0.0.1:8786")
+
+
+def test_a_video_that_cannot_be_read_holds_the_new_version_back(inputs, tmp_path, monkeypatch):
+    cfg = fphab_config(inputs, tmp_path / "out", task_retry_backoff_s=0.05)
+    first = build_flow(cfg)
+    changed = fphab_config(inputs, cfg.out, savgol_window_s=0.5, task_retry_backoff_s=0.05)  # a change to publish
+    real, calls = units.probe_tracks, Counter()
+
+    def flaky_probe(path):
+        calls[path.name] += 1
+        if path.name == sorted(p.name for p in inputs.iterdir())[0]:
+            raise TimeoutError("share did not answer")
+        return real(path)
+
+    monkeypatch.setattr(units, "probe_tracks", flaky_probe)
+    held = build_flow(changed)
+    assert max(calls.values()) == 3  # retried, then given up
+    assert not held.published and held.version == "v1" and "1 video(s) could not be read" in held.held
+    assert held.rejects_by_reason == first.rejects_by_reason  # v1 as it was: nothing of the unread video lost
+    monkeypatch.setattr(units, "probe_tracks", real)
+    again = build_flow(changed)
+    assert again.published and again.version == "v2" and again.clips_planned == first.clips_planned
+
+
+def test_a_retried_clip_gets_its_vlm_captions_in_the_next_build(inputs, tmp_path, monkeypatch):
+    from hiw.testing.openai_server import OpenAIServer
+
+    with OpenAIServer(model="loopback-vlm") as server:
+        cfg = fphab_config(
+            inputs, tmp_path / "out", vlm="openai", vlm_url=server.url, vlm_model="loopback-vlm", task_retry_backoff_s=0.05
+        )
+        flaky = None
+
+        def fail(clip_id, attempt):
+            nonlocal flaky
+            flaky = flaky or clip_id
+            if clip_id == flaky:
+                raise OSError("disk hiccup")
+
+        motion = FlakyMotion(fail)
+        monkeypatch.setattr(stages, "motion", motion)
+        first = build_flow(cfg)
+        assert first.clips_failed == 1
+        kinds = Counter(r["clip_id"] for r in read_table(cfg.out, "captions").to_pylist())
+        assert flaky not in kinds and len(kinds) == first.clips_accepted
+
+        monkeypatch.setattr(stages, "motion", motion.real)
+        again = build_flow(cfg)
+    assert again.published and again.clips_failed == 0
+    captions = read_table(cfg.out, "captions").to_pylist()
+    by_clip = {c: sorted(r["kind"] for r in captions if r["clip_id"] == c) for c in kinds}
+    retried = sorted(r["kind"] for r in captions if r["clip_id"] == flaky)
+    assert retried and all(kinds_of_clip == retried for kinds_of_clip in by_clip.values())  # annotated like the others
+    assert again.vlm_cache_hits > 0  # the others' calls came from the response cache
