@@ -45,6 +45,27 @@ def copy_fphab(fphab_dir: Path, folder: Path, name: str) -> Path:
     return Path(shutil.copy(fixture_file(fphab_dir / name / "skeleton.txt"), folder / (name.replace("/", "_") + ".txt")))
 
 
+def copy_fphab_all(fphab_dir: Path, folder: Path, names) -> Path:
+    """Copy each F-PHAB sequence of ``names`` into ``folder`` (see ``copy_fphab``); returns ``folder``."""
+    for name in names:
+        copy_fphab(fphab_dir, folder, name)
+    return folder
+
+
+# Eight F-PHAB sequences; sorted by video_id, Subject_4/scratch_sponge/2 ends a shard group (shards.group_videos),
+# so a build of them writes two groups.
+FPHAB_TWO_GROUPS = [
+    "Subject_2/squeeze_paper/5",
+    "Subject_3/pour_milk/4",
+    "Subject_3/read_letter/4",
+    "Subject_4/scratch_sponge/2",
+    "Subject_2/toast_wine/3",
+    "Subject_2/open_juice_bottle/1",
+    "Subject_2/open_juice_bottle/2",
+    "Subject_1/open_letter/4",
+]
+
+
 # Precomputed F-PHAB tracks, 1 s windows, no hand-fit refinement: a build of a few files takes seconds.
 FPHAB_SETTINGS = dict(
     tracker="precomputed", min_both_hands_frac=0, window_s=1.0, min_clip_s=0.5, min_motion_s=0.5, fit_iterations=0, workers=2

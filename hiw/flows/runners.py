@@ -120,7 +120,7 @@ ONE_CORE_ENV = {"HIW_DECODE_THREADS": "1", "OPENCV_FOR_THREADS_NUM": "1"}
 
 
 def _transient(task, task_run, state) -> bool:
-    """Prefect's retry condition: retry only failures that may not happen again."""
+    """Prefect's retry condition: retry only failures that may not happen again (``transient``)."""
     try:
         state.result()
     except BaseException as err:  # noqa: BLE001 - the failure is what decides
@@ -142,7 +142,9 @@ class PrefectRunner(PlainRunner):
         self.retries, self.name = cfg.task_retries, cfg.runner
         self._tasks: dict[tuple[str, Callable], Any] = {}
         self._lock = threading.Lock()
-        self._tracker_limit: bool | None = None
+        # A tagged task acquires its tag's slot through the server even when no limit exists (about 0.15 s a clip
+        # on a busy 2-core machine), so clips carry the tag only when the server has the limit as the run starts.
+        self._clip_tags = [TRACKER_TAG] if limit_exists(f"tag:{TRACKER_TAG}") else []
 
     def _task(self, name: str, fn: Callable[..., Any]) -> Any:
         from prefect import task
@@ -154,7 +156,7 @@ class PrefectRunner(PlainRunner):
                 self._tasks[name, fn] = task(
                     fn,
                     name=name,
-                    tags=[TRACKER_TAG] if name == "process-clip" and self._tracker_limited() else [],
+                    tags=self._clip_tags if name == "process-clip" else [],
                     retries=self.cfg.task_retries,
                     retry_delay_seconds=exponential_backoff(self.cfg.task_retry_backoff_s),
                     retry_condition_fn=_transient,
@@ -163,13 +165,6 @@ class PrefectRunner(PlainRunner):
                     persist_result=False,
                 )
             return self._tasks[name, fn]
-
-    def _tracker_limited(self) -> bool:
-        # A tagged task acquires its tag's slots through the server even when no limit exists: about 0.15 s a clip
-        # on a busy 2-core machine. So clips carry the tag only when the server has the limit (as the run starts).
-        if self._tracker_limit is None:
-            self._tracker_limit = limit_exists(f"tag:{TRACKER_TAG}")
-        return self._tracker_limit
 
     def submit(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
         parameters = inspect.signature(fn).bind(*args).arguments

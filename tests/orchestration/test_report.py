@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from conftest import copy_fphab, fphab_config
+from conftest import copy_fphab_all, fphab_config
 from hiw.flows.build import REPORT_KEY, build_flow
 from hiw.report import print_summary, report_markdown, report_tables
 
@@ -12,8 +12,7 @@ from hiw.report import print_summary, report_markdown, report_tables
 def test_the_artifact_and_the_printed_report_carry_the_same_tables(tmp_path, fphab_dir):
     from prefect.artifacts import Artifact
 
-    for name in ("Subject_1/pour_milk/1", "Subject_2/squeeze_paper/5"):
-        copy_fphab(fphab_dir, tmp_path / "in", name)
+    copy_fphab_all(fphab_dir, tmp_path / "in", ("Subject_1/pour_milk/1", "Subject_2/squeeze_paper/5"))
     (tmp_path / "in" / "broken.txt").write_text("not a track file\n")
     cfg = fphab_config(tmp_path / "in", tmp_path / "out")
     summary = build_flow(cfg)

@@ -15,7 +15,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import copy_fphab, fphab_config
+from conftest import copy_fphab_all, fphab_config
 from hiw.errors import ConfigError
 from hiw.flows import stages, units
 from hiw.flows.build import build_flow
@@ -26,9 +26,7 @@ FILES = ["Subject_1/pour_milk/1", "Subject_2/squeeze_paper/5"]
 
 @pytest.fixture
 def inputs(tmp_path, fphab_dir):
-    for name in FILES:
-        copy_fphab(fphab_dir, tmp_path / "in", name)
-    return tmp_path / "in"
+    return copy_fphab_all(fphab_dir, tmp_path / "in", FILES)
 
 
 class FlakyMotion:

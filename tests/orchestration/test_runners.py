@@ -10,7 +10,7 @@ import signal
 import pyarrow as pa
 import pytest
 
-from conftest import copy_fphab, fphab_config
+from conftest import copy_fphab_all, fphab_config
 from hiw.flows.build import build_flow, build_plain
 from hiw.flows.summary import Progress
 from hiw.storage import read_table
@@ -23,10 +23,7 @@ RUN_FIELDS = {"created_at"}  # when a row was made, not what it is
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, fphab_dir):
-    folder = tmp_path_factory.mktemp("runners-in")
-    for name in FILES:
-        copy_fphab(fphab_dir, folder, name)
-    return folder
+    return copy_fphab_all(fphab_dir, tmp_path_factory.mktemp("runners-in"), FILES)
 
 
 def test_a_process_build_without_a_server_hands_its_temporary_server_to_the_workers(inputs, reference, tmp_path):

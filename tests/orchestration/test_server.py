@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import FPHAB_SETTINGS, copy_fphab
+from conftest import FPHAB_SETTINGS, copy_fphab_all
 from hiw.config import BuildConfig
 from hiw.flows.build import REPORT_KEY
 from hiw.flows.runners import TRACKER_TAG, VLM_TAG
@@ -92,9 +92,7 @@ def clip_task_runs(c, flow_run_id) -> list:
 
 @pytest.fixture
 def fphab_inputs(tmp_path, fphab_dir) -> Path:
-    for name in FILES:
-        copy_fphab(fphab_dir, tmp_path / "in", name)
-    return tmp_path / "in"
+    return copy_fphab_all(fphab_dir, tmp_path / "in", FILES)
 
 
 def test_dask_build_reports_to_the_server_and_a_tag_limit_serialises_its_clips(prefect_server, fphab_inputs, tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from conftest import copy_fphab, fphab_config
+from conftest import copy_fphab_all, fphab_config
 from hiw.data.sequences import frame_rows
 from hiw.flows.build import build_plain
 from hiw.storage import fetch_motion, load_manifest, read_table, shards
@@ -17,8 +17,7 @@ FILES = ["Subject_2/squeeze_paper/5", "Subject_3/read_letter/4", "Subject_2/toas
 
 def test_fetch_motion_reads_only_the_row_groups_of_the_clips(fphab_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(shards.ROW_GROUP_ROWS, "motion", 2)  # many row groups from a small build
-    for name in FILES:
-        copy_fphab(fphab_dir, tmp_path / "in", name)
+    copy_fphab_all(fphab_dir, tmp_path / "in", FILES)
     root = tmp_path / "out"
     build_plain(fphab_config(tmp_path / "in", root))
     motion = read_table(root, "motion")

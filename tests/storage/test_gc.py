@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from conftest import copy_fphab, fphab_config
+from conftest import copy_fphab_all, fphab_config
 from hiw.cli import app
 from hiw.flows.build import build_plain
 from hiw.flows.observations import OBSERVATIONS_DIR
@@ -19,8 +19,7 @@ FILES = ["Subject_2/squeeze_paper/5", "Subject_3/read_letter/4", "Subject_1/open
 
 def test_gc_removes_orphans_and_keeps_every_version(fphab_dir, tmp_path):
     inputs, root = tmp_path / "in", tmp_path / "out"
-    for name in FILES:
-        copy_fphab(fphab_dir, inputs, name)
+    copy_fphab_all(fphab_dir, inputs, FILES)
     build_plain(fphab_config(inputs, root))
     build_plain(fphab_config(inputs, root, savgol_window_s=0.5))  # v2: other groups; v1's stay in use
     kept = sorted(p for p in (root / "shards").rglob("*") if p.is_file())

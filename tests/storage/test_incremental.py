@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import copy_fphab, fphab_config
+from conftest import FPHAB_TWO_GROUPS, copy_fphab, copy_fphab_all, fphab_config
 from hiw.cli import app
 from hiw.config import load_config
 from hiw.flows.build import build_plain
@@ -18,17 +18,7 @@ from hiw.flows.observations import OBSERVATIONS_DIR
 from hiw.storage import list_versions, load_manifest, read_table
 from hiw.storage.diff import diff_versions
 
-# sorted by video_id, Subject_4/scratch_sponge/2 ends a shard group (see shards.group_videos): two groups
-BASE = [
-    "Subject_2/squeeze_paper/5",
-    "Subject_3/pour_milk/4",
-    "Subject_3/read_letter/4",
-    "Subject_4/scratch_sponge/2",
-    "Subject_2/toast_wine/3",
-    "Subject_2/open_juice_bottle/1",
-    "Subject_2/open_juice_bottle/2",
-    "Subject_1/open_letter/4",
-]
+BASE = FPHAB_TWO_GROUPS
 ADDED = "Subject_1/pour_milk/1"  # its video_id sorts into the second group
 REMOVED = "Subject_2/toast_wine/3"
 
@@ -53,8 +43,7 @@ def clip_ids(root: Path, version: str | None = None, video_file: str | None = No
 
 def test_new_video_processes_only_that_video_and_a_removed_one_nothing(tmp_path, fphab_dir):
     inputs = tmp_path / "in"
-    for name in BASE:
-        copy_fphab(fphab_dir, inputs, name)
+    copy_fphab_all(fphab_dir, inputs, BASE)
     cfg = fphab_config(inputs, tmp_path / "out")
     root = cfg.out
     first = build_plain(cfg)
@@ -98,8 +87,7 @@ def test_new_video_processes_only_that_video_and_a_removed_one_nothing(tmp_path,
 
 def test_motion_setting_reruns_and_changing_it_back_finds_v1_again(tmp_path, fphab_dir):
     inputs = tmp_path / "in"
-    for name in BASE[:4]:
-        copy_fphab(fphab_dir, inputs, name)
+    copy_fphab_all(fphab_dir, inputs, BASE[:4])
     out = tmp_path / "out"
     first = build_plain(fphab_config(inputs, out))
     v1_files = shard_files(out)

@@ -20,23 +20,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FPHAB_SETTINGS, copy_fphab
+from conftest import FPHAB_SETTINGS, FPHAB_TWO_GROUPS, copy_fphab, copy_fphab_all
 from hiw.config import load_config
 from hiw.flows.build import build_plain
 from hiw.storage import list_versions, load_manifest, open_catalog, read_table
 from hiw.storage.verify import verify_version
 
 HIW = Path(sys.executable).with_name("hiw")
-# sorted by video_id, Subject_4/scratch_sponge/2 and Subject_1/scratch_sponge/3 end shard groups: three groups
+# Subject_1/scratch_sponge/3 ends a third shard group after FPHAB_TWO_GROUPS' two
 FILES = [
-    "Subject_2/squeeze_paper/5",
-    "Subject_3/pour_milk/4",
-    "Subject_3/read_letter/4",
-    "Subject_4/scratch_sponge/2",
-    "Subject_2/toast_wine/3",
-    "Subject_2/open_juice_bottle/1",
-    "Subject_2/open_juice_bottle/2",
-    "Subject_1/open_letter/4",
+    *FPHAB_TWO_GROUPS,
     "Subject_4/light_candle/1",
     "Subject_4/pour_juice_bottle/3",
     "Subject_1/scratch_sponge/3",
@@ -122,10 +115,7 @@ def assert_only_complete_versions(root: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, fphab_dir):
-    folder = tmp_path_factory.mktemp("kill-in")
-    for name in FILES:
-        copy_fphab(fphab_dir, folder, name)
-    return folder
+    return copy_fphab_all(fphab_dir, tmp_path_factory.mktemp("kill-in"), FILES)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from conftest import copy_fphab, fphab_config
+from conftest import copy_fphab, copy_fphab_all, fphab_config
 from hiw import config as config_module
 from hiw.cli import app
 from hiw.config import STAGE_FIELDS, BuildConfig
@@ -60,8 +60,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
 def two_versions(tmp_path_factory, fphab_dir):
     """v1 from FILES, v2 after adding EXTRA; returns (cfg, summary v1, summary v2, clips in v1 by video)."""
     inputs = tmp_path_factory.mktemp("versions-in")
-    for name in FILES:
-        copy_fphab(fphab_dir, inputs, name)
+    copy_fphab_all(fphab_dir, inputs, FILES)
     cfg = fphab_config(inputs, tmp_path_factory.mktemp("versions-out"))
     first = build_plain(cfg)
     v1_clips = read_table(cfg.out, "clips").num_rows
@@ -87,8 +86,7 @@ def test_every_setting_is_in_exactly_one_stage_or_not_hashed():
 
 def test_first_build_publishes_v1_and_a_noop_rebuild_nothing(tmp_path, fphab_dir):
     inputs = tmp_path / "in"
-    for name in FILES[:3]:
-        copy_fphab(fphab_dir, inputs, name)
+    copy_fphab_all(fphab_dir, inputs, FILES[:3])
     cfg = fphab_config(inputs, tmp_path / "out")
     summary = build_plain(cfg)
     assert summary.published and summary.version == "v1" and summary.parent is None
