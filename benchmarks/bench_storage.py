@@ -37,6 +37,7 @@ from hiw import runtime  # noqa: E402
 
 runtime.configure()
 
+import duckdb  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
@@ -46,16 +47,15 @@ from hiw import __version__  # noqa: E402
 from hiw.config import load_config  # noqa: E402
 from hiw.flows.build import build_plain  # noqa: E402
 from hiw.schemas import Caption, ClipRecord, MotionRecord, Reject, VocabularyEntry, arrow_schema  # noqa: E402
-from hiw.storage import fetch_motion, load_manifest, open_catalog  # noqa: E402
+from hiw.storage import CATALOG_FILE, fetch_motion, load_manifest, open_catalog  # noqa: E402
 from hiw.storage.groups import GROUPS_DIR, GroupStore  # noqa: E402
 from hiw.storage.shards import (  # noqa: E402
     FORMAT_VERSION,
     SORT_KEYS,
     group_videos,
     parquet_options,
-    shard_path,
 )
-from hiw.storage.versions import Manifest, publish  # noqa: E402
+from hiw.storage.versions import Group, Manifest, publish  # noqa: E402
 
 CACHE = PROJECT / ".cache" / "bench-storage"
 SOURCE_FPS, FPS = 30.0, 15.0
@@ -517,12 +517,16 @@ class Writers:
             pq.write_table(data, path, **writer_options(name, table, data.schema))
 
     def path(self, name: str, table: str, key: str) -> Path:
-        return shard_path(self.root, table, key) if name == "hiw" else self.scratch / name / table / f"{key}.parquet"
+        if name == "hiw":  # the shard's name carries its digest: the group record says which file it is
+            return self.root / Group.model_validate_json((self.root / GROUPS_DIR / f"{key}.json").read_text()).files[table].path
+        return self.scratch / name / table / f"{key}.parquet"
 
     def size(self, name: str, unit: Unit) -> int:
         return sum(self.path(name, t, unit.key).stat().st_size for t in unit.tables)
 
     def remove(self, name: str, unit: Unit) -> None:
+        if name == "hiw" and not (self.root / GROUPS_DIR / f"{unit.key}.json").exists():
+            return  # not written yet
         for table in unit.tables:
             self.path(name, table, unit.key).unlink(missing_ok=True)
         if name == "hiw":
@@ -646,7 +650,8 @@ IDS_SQL = f"""SELECT clip_id FROM captions WHERE kind = 'closed_vocab' AND list_
 def run_query(root: Path, sql: str, params=None, setup: str | None = None) -> tuple[float, int, int]:
     """(seconds, bytes read, rows) of one query on a fresh catalog connection, its result streamed to Arrow and
     dropped batch by batch (a full scan of motion does not fit in memory at once)."""
-    con = open_catalog(root)
+    # a setting needs full DuckDB (plain duckdb on the catalog): `hiw query`'s sandbox locks its configuration
+    con = duckdb.connect(str(root / CATALOG_FILE), read_only=True) if setup else open_catalog(root)
     try:
         if setup:
             con.execute(setup)

@@ -1,8 +1,8 @@
 """The `hiw` command: build, deploy, query, versions, diff, verify, gc, export, demo, eval-fit, and `hiw shift ...`
 (the motion tokenizer).
 
-Exit codes: 0 success (a build with rejects included), 1 a failure while running, 2 a usage or
-configuration error (one line on stderr, no traceback).
+Exit codes: 0 success (a build with rejects included), 1 a failure while running (or a build that held its
+version back, which says why), 2 a usage or configuration error (one line on stderr, no traceback).
 """
 
 from __future__ import annotations
@@ -16,13 +16,17 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from hiw import runtime
 from hiw.config import BuildConfig, load_config
 from hiw.errors import ConfigError, HiwError
 
 runtime.configure()
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Egocentric video -> aligned 3D hand motion and text.")
+# plain (click) help: rich panels cut long flag names off on 80-column terminals
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, rich_markup_mode=None, help="Egocentric video -> aligned 3D hand motion and text."
+)
 console = Console(stderr=False)
 errors = Console(stderr=True)
 
@@ -30,7 +34,8 @@ EXIT_FAILURE, EXIT_USAGE = 1, 2
 
 
 def fail(err: Exception, code: int) -> typing.NoReturn:
-    errors.print(f"[bold red]error:[/] {err}", highlight=False)
+    # one line, however narrow the terminal; the message is text, not rich markup (it may quote "[build]" or a path)
+    errors.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -67,6 +72,8 @@ def build(config: Path | None = None, **flags: Any) -> None:
     except ConfigError as err:
         fail(err, EXIT_USAGE)
     summary = run_and_report(cfg)
+    if summary.held:  # the build ran, but the version it made would lose data: a scheduler should see a failure
+        fail(HiwError(f"not published, {summary.version} stays current: {summary.held}"), EXIT_FAILURE)
     if summary.clips_planned == 0:
         errors.print("warning: no clip was planned; see the rejects above", style="yellow")
 
@@ -83,8 +90,10 @@ app.command("build")(build)
 
 def deploy(cron: str, name: str = "hiw-rebuild", config: Path | None = None, **flags: Any) -> None:
     """Serve the build as a Prefect deployment on a cron schedule (runs until stopped; see docs/ORCHESTRATION.md)."""
+    from hiw.flows import lifeline
     from hiw.flows.deploy import serve_build
 
+    lifeline.hold()  # the temporary server and each run's workers die with this process, however it ends
     try:
         serve_build(load_config(config, **flags), name, cron, say=lambda text: errors.print(text, highlight=False))
     except ConfigError as err:
@@ -113,9 +122,11 @@ app.command("deploy")(deploy)
 
 
 def run_and_report(cfg: BuildConfig):
+    from hiw.flows import lifeline
     from hiw.flows.build import build_flow
     from hiw.report import BuildProgress, print_summary
 
+    lifeline.hold()  # before any child process: the temporary server and workers die with the build, however it ends
     try:
         with BuildProgress(console) as progress:
             summary = build_flow(cfg, progress)
@@ -144,13 +155,22 @@ def query(
     root: Root = Path("hiw-out"),
     version: Version = None,
     fmt: Annotated[str | None, typer.Option("--format", help="table|csv|json|parquet (default: from --out, else table)")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="write the result to this file instead of printing it")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="write the result to this file (outside the dataset root) instead of printing it")
+    ] = None,
 ) -> None:
-    """Run SQL against a dataset version through its DuckDB catalog."""
+    """Run read-only SQL against a dataset version through its DuckDB catalog.
+
+    The SQL reads the dataset's tables and nothing else: COPY, EXPORT, ATTACH, INSTALL, LOAD, SET and writes
+    are refused, and so are other files (exit 2). Save a result with --out; for full DuckDB open the catalog
+    itself: duckdb -readonly ROOT/catalog.duckdb.
+    """
     import duckdb
 
     from hiw.printing import print_rows
     from hiw.storage import open_catalog
+    from hiw.storage.catalog import damage_hint
+    from hiw.storage.sandbox import query_rows, write_result
 
     suffix = out.suffix.lstrip(".") if out is not None else ""
     fmt = fmt or (suffix if suffix in QUERY_FORMATS else None if out is not None else "table")
@@ -161,23 +181,22 @@ def query(
     try:
         with open_catalog(root, version) as con:
             if out is not None:
-                target = str(out.resolve()).replace("'", "''")
-                options = {"csv": "FORMAT csv, HEADER", "json": "FORMAT json, ARRAY true", "parquet": "FORMAT parquet"}[fmt]
-                con.execute(f"COPY ({sql.strip().rstrip(';')}) TO '{target}' ({options})")
+                write_result(con, sql, out, fmt)
                 errors.print(f"wrote {out}", highlight=False)
                 return
-            cursor = con.execute(sql)
-            columns = [d[0] for d in cursor.description or []]
-            rows = cursor.fetchall()
-    except ConfigError as err:
+            columns, rows = query_rows(con, sql)
+    except ConfigError as err:  # a refused statement or file included
         fail(err, EXIT_USAGE)
     except duckdb.Error as err:  # DuckDB's own message (with its caret under the bad token), no traceback
-        fail(ConfigError(f"query failed: {err}"), EXIT_FAILURE)
+        fail(ConfigError(f"query failed: {err}{damage_hint(root, err)}"), EXIT_FAILURE)
     print_rows(columns, rows, fmt, console)
 
 
+TableOrJson = Annotated[typing.Literal["table", "json"], typer.Option("--format", help="table|json")]
+
+
 @app.command()
-def versions(root: Root = Path("hiw-out"), fmt: Annotated[str, typer.Option("--format", help="table|json")] = "table") -> None:
+def versions(root: Root = Path("hiw-out"), fmt: TableOrJson = "table") -> None:
     """List a dataset's versions, oldest first (the last one is current)."""
     from hiw.printing import print_rows
     from hiw.storage import list_versions, load_manifest, resolve_version
@@ -212,7 +231,7 @@ def diff(
     a: Annotated[str, typer.Argument(help="the older version, e.g. v1")],
     b: Annotated[str, typer.Argument(help="the newer version (default: current)")] = "latest",
     root: Root = Path("hiw-out"),
-    fmt: Annotated[str, typer.Option("--format", help="table|json")] = "table",
+    fmt: TableOrJson = "table",
 ) -> None:
     """Clips added, removed and changed, and captions changed, between two versions."""
     from hiw.printing import print_diff
@@ -233,22 +252,47 @@ def verify(
     root: Root = Path("hiw-out"),
     version: Version = None,
     all_versions: Annotated[bool, typer.Option("--all", help="verify every version, not only one")] = False,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="when the current version is damaged, build it again from its own inputs and settings (rewriting "
+            "the damaged shards; unchanged work is reused), then verify again",
+        ),
+    ] = False,
 ) -> None:
     """Check a version's shards against its manifest (checksums, schema, rows) and its tables against each other.
     Exits 1 when anything is wrong."""
-    from hiw.storage import list_versions
+    from hiw.storage import list_versions, load_manifest, resolve_version
     from hiw.storage.verify import verify_version
 
+    def check(names: list[str]) -> list[str]:
+        return [p for name in names for p in verify_version(root, name, _progress_line(f"verify {name}"))]
+
     try:
-        names = list_versions(root) if all_versions else [version]
-        problems = [p for name in names for p in verify_version(root, name, _progress_line(f"verify {name or 'current'}"))]
+        current = resolve_version(root)  # a clear error when there is no dataset
+        names = list_versions(root) if all_versions else [resolve_version(root, version)]
+        if repair and names != [current]:
+            raise ConfigError(f"--repair rebuilds the current version ({current}) only; run it without --version/--all")
+        problems = check(names)
+        if problems and repair:
+            _say_problems(problems)
+            errors.print(f"repairing {current}: building it again from its own inputs and settings", highlight=False)
+            settings = {**load_manifest(root, current).config, "out": str(root)}
+            run_and_report(load_config(**{k: v for k, v in settings.items() if k in BuildConfig.model_fields}))
+            names = [resolve_version(root)]
+            problems = check(names)
     except ConfigError as err:
         fail(err, EXIT_USAGE)
-    for problem in problems:
-        errors.print(f"[bold red]problem:[/] {problem}", highlight=False)
     if problems:
+        _say_problems(problems)
         raise typer.Exit(EXIT_FAILURE)
-    console.print(f"ok: {', '.join(n or 'current version' for n in names)} verified", highlight=False)
+    console.print(f"ok: {', '.join(names)} verified", highlight=False)
+
+
+def _say_problems(problems: list[str]) -> None:
+    for problem in problems:
+        errors.print(f"[bold red]problem:[/] {escape(problem)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -280,7 +324,12 @@ def export(
     root: Root = Path("hiw-out"),
     version: Version = None,
     where: Annotated[
-        str | None, typer.Option("--where", help="SQL condition on the clips table (alias c) to export a subset")
+        str | None,
+        typer.Option("--where", help="SQL condition on the clips table (alias c) to export a subset; it reads only the dataset"),
+    ] = None,
+    clips: Annotated[
+        Path | None,
+        typer.Option("--clips", help="export only the clips listed in this file's clip_id column (.csv, .json or .parquet)"),
     ] = None,
     balance: Annotated[bool, typer.Option("--balance", help="split each activity cluster 80/10/10 on its own")] = False,
     fractions: Annotated[str, typer.Option("--fractions", help="train,val,test shares of clips")] = "0.8,0.1,0.1",
@@ -288,20 +337,24 @@ def export(
 ) -> None:
     """Write a dataset version in a trainer's layout, split by source video."""
     from hiw.data.splits import dataset_splits
-    from hiw.export import export_clutch, export_humanml3d
     from hiw.storage import open_catalog, resolve_version
+    from hiw.storage.sandbox import read_clip_ids
 
-    exporters = {"clutch": export_clutch, "humanml3d": export_humanml3d}
     try:
-        if fmt not in exporters:
-            raise ConfigError(f"--format must be clutch or humanml3d (got {fmt!r})")
         shares = tuple(float(x) for x in fractions.split(","))
-        with open_catalog(root, version) as con:
-            splits = dataset_splits(con, shares, seed, balance, where)
-            name = resolve_version(root.resolve(), version)
-            summary = exporters[fmt](con, out, splits=splits, progress=_progress_line(f"export {fmt}"), dataset_version=name)
     except ValueError:
         fail(ConfigError(f"--fractions must be three numbers like 0.8,0.1,0.1 (got {fractions!r})"), EXIT_USAGE)
+    try:
+        if fmt not in ("clutch", "humanml3d"):
+            raise ConfigError(f"--format must be clutch or humanml3d (got {fmt!r})")
+        listed = read_clip_ids(clips) if clips is not None else None
+        with open_catalog(root, version) as con:  # sandboxed: --where reads the dataset's tables only
+            splits = dataset_splits(con, shares, seed, balance, where, clip_ids=listed)
+            from hiw.export import export_clutch, export_humanml3d  # torch: seconds, so after --where was checked
+
+            name = resolve_version(root.resolve(), version)
+            exporter = {"clutch": export_clutch, "humanml3d": export_humanml3d}[fmt]
+            summary = exporter(con, out, splits=splits, progress=_progress_line(f"export {fmt}"), dataset_version=name)
     except ConfigError as err:
         fail(err, EXIT_USAGE)
     counts = ", ".join(f"{k} {v}" for k, v in summary.splits.items())
@@ -331,7 +384,9 @@ def demo(
 ) -> None:
     """Render a synthetic egocentric clip, build a dataset from it, and check tracking against ground truth."""
     from hiw.demo.run import run_demo
+    from hiw.flows import lifeline
 
+    lifeline.hold()  # its build's temporary Prefect server dies with this process, however it ends
     try:
         accuracy = run_demo(out, seconds=seconds, seed=seed, console=console)
     except HiwError as err:
@@ -425,6 +480,9 @@ def _checkpoint(run: Path) -> Path:
 
 def _shift_job(job, *args: Any, **kwargs: Any) -> Any:
     """Run a tokenizer flow; usage errors exit 2, failures 1, both as one line."""
+    from hiw.flows import lifeline
+
+    lifeline.hold()  # the flow's temporary Prefect server dies with this process, however it ends
     try:
         return job(*args, **kwargs)
     except ConfigError as err:

@@ -1,13 +1,32 @@
-"""Build configuration: defaults < TOML file < command-line flags. One model, one definition."""
+"""Build configuration: defaults < TOML file < command-line flags. One model, one definition.
+
+Numbers must be finite and numbers, not booleans (TOML's ``true`` would pass as 1). Credentials in ``vlm_url``
+(``http://user:KEY@host/v1``) are moved out of the field into a private attribute as the config is made: the
+field, and so every serialised form of the config (``build.json``, version manifests, Prefect's flow-run
+parameters), never holds them, while ``vlm_endpoint()`` still gives the backend the URL it authenticates with.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from hiw.errors import ConfigError
 from hiw.schemas.ids import stable_hash
@@ -28,6 +47,8 @@ _NOT_HASHED = {
     "vlm_concurrency",
     "vlm_timeout_s",
     "vlm_retries",
+    "vlm_invalid_retries",
+    "allow_empty",
 }
 
 # The settings each stage's output depends on: a rebuild reruns a stage only when its own settings (or its
@@ -75,7 +96,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
 
 
 class BuildConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     videos: str | None = Field(
         None, description="folder (searched recursively) or glob of input videos (track files with --tracker precomputed)"
@@ -124,6 +145,7 @@ class BuildConfig(BaseModel):
     vlm_concurrency: int = Field(16, ge=1, description="most VLM requests in flight at once")
     vlm_timeout_s: float = Field(120.0, gt=0, description="per-request timeout, seconds")
     vlm_retries: int = Field(4, ge=0, description="retries of a request on 429/5xx/timeouts (exponential backoff)")
+    vlm_invalid_retries: int = Field(2, ge=0, description="re-asks of a VLM request whose answer is not the schema's JSON")
     vlm_frames: int = Field(8, ge=0, le=64, description="frames per clip sent to the VLM (0: text only)")
     vlm_frame_width: int = Field(448, ge=64, description="width of the frames sent to the VLM, pixels")
     vlm_temperature: float = Field(0.0, ge=0, description="VLM sampling temperature")
@@ -153,9 +175,29 @@ class BuildConfig(BaseModel):
     task_timeout_s: float = Field(
         600.0, ge=0, description="a clip or video task running longer than this fails and is retried (0: no limit)"
     )
+    allow_empty: bool = Field(
+        False, description="publish a version with no clips even when the current one has clips (else it is held back)"
+    )
+
+    # vlm_url as given, credentials included; None when it has none. Private: pickled to worker processes with
+    # the config, never in model_dump / JSON.
+    _vlm_url_with_credentials: str | None = PrivateAttr(None)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and _takes_numbers(cls.model_fields[info.field_name].annotation):
+            raise PydanticCustomError(
+                "bool_not_number", "Input should be a number, not the boolean {value}", {"value": str(value).lower()}
+            )
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> BuildConfig:
+        redacted = _without_userinfo(self.vlm_url)
+        if redacted != self.vlm_url:
+            self._vlm_url_with_credentials = self.vlm_url
+            object.__setattr__(self, "vlm_url", redacted)
         if self.stride_s is None:
             object.__setattr__(self, "stride_s", self.window_s)
         if self.intrinsics is not None:
@@ -169,6 +211,13 @@ class BuildConfig(BaseModel):
         if self.min_clip_s > self.window_s:
             raise ValueError(f"min_clip_s ({self.min_clip_s:g}) must not exceed window_s ({self.window_s:g})")
         return self
+
+    def vlm_endpoint(self) -> str:
+        """The VLM server's URL with the credentials it was given with (for the HTTP client only: never store it)."""
+        return self._vlm_url_with_credentials or self.vlm_url
+
+    def has_vlm_credentials(self) -> bool:
+        return self._vlm_url_with_credentials is not None
 
     def intrinsics_tuple(self) -> tuple[float, float, float, float] | None:
         return tuple(float(p) for p in self.intrinsics.split(",")) if self.intrinsics else None
@@ -184,25 +233,78 @@ class BuildConfig(BaseModel):
 
 def _is_positive_number(text: str) -> bool:
     try:
-        return float(text) > 0
+        value = float(text)
     except ValueError:
         return False
+    return math.isfinite(value) and value > 0
+
+
+def _takes_numbers(annotation: Any) -> bool:
+    """Whether a field holds a number (int, float, a Literal of numbers; optional or not), not a bool."""
+    if annotation is bool:
+        return False
+    if annotation in (int, float):
+        return True
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is Literal:
+        return all(isinstance(a, int | float) and not isinstance(a, bool) for a in args)
+    return any(_takes_numbers(a) for a in args if a is not type(None))
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` without ``user:password@`` (the rest as given); unchanged when it has none or is not a URL."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def load_config(toml_path: Path | None = None, **overrides: Any) -> BuildConfig:
-    """Merge a TOML file (flat keys, or under [build]) with overrides that are not None."""
+    """Merge a TOML file (flat keys, or all of them under [build]) with overrides that are not None."""
     values: dict[str, Any] = {}
     if toml_path is not None:
-        try:
-            data = tomllib.loads(Path(toml_path).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file does not exist: {toml_path}") from None
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"config file {toml_path} is not valid TOML: {err}") from None
-        values.update(data.get("build", data))
+        values.update(_read_toml(Path(toml_path)))
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return BuildConfig(**values)
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in err.errors())
         raise ConfigError(f"invalid config: {problems}") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The settings of a TOML config file; ConfigError (one line, quoting no more than a key) if it has others."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file does not exist: {path}") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte 0x{data[err.start]:02x} on line {line})") from None
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    if "build" in table:
+        outside = sorted(set(table) - {"build"})
+        if outside:
+            raise ConfigError(f"config file {path}: {_names(outside)} outside the [build] table (put every setting in it)")
+        table = table["build"]
+        if not isinstance(table, dict):
+            raise ConfigError(f"config file {path}: [build] must be a table of settings")
+    unknown = sorted(set(table) - set(BuildConfig.model_fields))
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown setting(s) {_names(unknown)} (see hiw build --help)")
+    return table
+
+
+def _names(keys: list[str], most: int = 8) -> str:
+    shown = ", ".join(repr(k[:40]) for k in keys[:most])
+    return shown + (f" and {len(keys) - most} more" if len(keys) > most else "")

@@ -57,6 +57,7 @@ def report_tables(summary: BuildSummary) -> list[ReportTable]:
         ("videos found / probed", f"{summary.videos_found} / {summary.videos_probed}"),
         ("videos processed / reused", f"{summary.videos_processed} / {summary.videos_reused}"),
         ("shard groups written / reused", f"{summary.groups_written} / {summary.groups_reused}"),
+        *((("  damaged, made again", summary.groups_damaged),) if summary.groups_damaged else ()),
         ("clips in the version", summary.clips_planned),
         ("clips processed by this run", summary.clips_processed),
         ("  wall time of the clip phase", _rate(summary.clip_phase_s, summary.clips_processed, "clips")),

@@ -102,3 +102,29 @@ def test_eval_fit_bad_input(tmp_path):
     assert result.returncode == 1
     assert "no frames" in result.stderr and "no such file" in result.stderr and "no file could be evaluated" in result.stderr
     assert hiw("eval-fit", str(empty), "--drop", "1.5").returncode == 2
+
+
+def test_help_at_80_columns_shows_every_flag_whole_and_errors_stay_on_one_line(tmp_path):
+    narrow = {**os.environ, "COLUMNS": "80"}
+    text = subprocess.run([str(HIW), "build", "--help"], capture_output=True, text=True, env=narrow, timeout=120).stdout
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    for name in BuildConfig.model_fields:
+        assert f"--{name.replace('_', '-')}" in text, name
+    long_path = tmp_path / ("a-folder-with-a-long-name-" * 4)
+    error = subprocess.run(
+        [str(HIW), "build", "--videos", str(long_path)], capture_output=True, text=True, env=narrow, timeout=120
+    ).stderr
+    assert len(error.strip().splitlines()) == 1 and str(long_path) in error
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["verify", "--all", "--root", "/no/such/root"], "no dataset at /no/such/root"),
+        (["versions", "--format", "xml", "--root", "/no/such/root"], "'xml' is not one of 'table', 'json'"),
+        (["diff", "v1", "--format", "yaml", "--root", "/no/such/root"], "'yaml' is not one of 'table', 'json'"),
+    ],
+)
+def test_a_typo_in_a_root_or_a_format_is_a_usage_error(args, message):
+    result = hiw(*args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr

@@ -26,10 +26,11 @@ def test_discover_folder_glob_and_manifest(tmp_path, small_video):
     (tmp_path / "folder.mp4").mkdir()
     found = discover(str(tmp_path), None)
     assert [p.name for p in found.videos] == ["one.mp4", "two.MOV"]
-    assert sorted((p.name, why) for p, why in found.unreadable) == [
-        ("dangling.mp4", "broken link or vanished file"),
-        ("folder.mp4", "not a regular file"),
+    assert sorted((Path(r.source).name, r.reason, r.detail) for r in found.rejects) == [
+        ("dangling.mp4", "unreadable_entry", "broken link or vanished file"),
+        ("folder.mp4", "unreadable_entry", "not a regular file"),
     ]
+    assert found.unreadable == found.rejects
     assert [p.name for p in discover(str(tmp_path / "**" / "one.mp4"), None).videos] == ["one.mp4"]
     manifest = tmp_path / "m.csv"
     manifest.write_text("video,start_s,end_s,text\na/one.mp4,0.5,1.5,#C C cuts the onion\na/one.mp4,,,\ntwo.MOV,,,\n")
@@ -53,11 +54,16 @@ def test_discover_errors_are_config_errors(args, message):
         discover(*args)
 
 
-def test_manifest_rejects_bad_spans(tmp_path):
+def test_manifest_rejects_bad_spans_row_by_row(tmp_path, small_video):
+    (tmp_path / "x.mp4").write_bytes(small_video.read_bytes())
     manifest = tmp_path / "m.csv"
-    manifest.write_text("video,start_s,end_s,text\nx.mp4,3,1,#C C waves\n")
-    with pytest.raises(ConfigError, match="line 2"):
-        discover(None, manifest)
+    manifest.write_text("video,start_s,end_s,text\nx.mp4,3,1,#C C waves\nx.mp4,0,1,#C C nods\n")
+    found = discover(None, manifest)
+    (bad,) = found.rejects
+    assert (bad.source, bad.reason) == (f"{manifest}:2", "narration_ends_before_start")
+    assert bad.detail == f"manifest {manifest} line 2: narration '#C C waves' ends at 1 s, not after its start at 3 s"
+    assert found.narrations[tmp_path / "x.mp4"] == [Narration(start_s=0, end_s=1, text="#C C nods")]
+    assert found.unreadable == []  # a bad row is not a video found
 
 
 def test_probe_reads_properties_and_content_id(tmp_path, small_video):

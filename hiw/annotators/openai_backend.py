@@ -8,7 +8,9 @@
 - The answer schema goes as ``response_format`` ``json_schema``: the OpenAI form, which vLLM turns into
   constrained decoding (``structured_outputs`` is vLLM's own spelling of the same thing).
 - The API key comes from the environment (HIW_VLM_API_KEY, else OPENAI_API_KEY) and lives only in the
-  client's headers: it is never logged, hashed into a cache key or written to a table.
+  client's headers: it is never logged, hashed into a cache key or written to a table. Credentials in the
+  URL (``http://user:password@host/v1``) become HTTP basic auth of the client and leave ``url``, so they
+  appear in no repr or error message either.
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ class OpenAIBackend:
         api_key: str | None = None,
         slot: Callable[[], AbstractAsyncContextManager] | None = None,
     ):
-        self.url = url.rstrip("/")
+        parsed = httpx.URL(url)
+        self._auth = httpx.BasicAuth(parsed.username, parsed.password) if parsed.userinfo else None
+        self.url = str(parsed.copy_with(username=None, password=None)).rstrip("/")
         self.model = model
         self.concurrency = concurrency
         self.timeout_s = timeout_s
@@ -72,7 +76,7 @@ class OpenAIBackend:
     def _session(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
         if self._client is None:  # created on first use, inside the event loop that runs the calls
             limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-            self._client = httpx.AsyncClient(headers=self._headers, limits=limits, timeout=self.timeout_s)
+            self._client = httpx.AsyncClient(headers=self._headers, auth=self._auth, limits=limits, timeout=self.timeout_s)
             self._limit = asyncio.Semaphore(self.concurrency)
         return self._client, self._limit
 

@@ -9,6 +9,7 @@ verdicts (refusal, empty, schema, grounding against the tracks, vocabulary). The
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -91,12 +92,14 @@ class PCoTAnnotator:
         vocab: Vocabulary | None = None,
         sampling: Sampling = Sampling(),
         max_active_clips: int = 16,
+        invalid_retries: int = 2,
     ):
         self.backend = backend
         self.cache = cache
         self.vocab = vocab if vocab else None
         self.sampling = sampling
         self.max_active_clips = max_active_clips
+        self.invalid_retries = invalid_retries  # answers that are not the schema's JSON, asked again in the same build
         self._active: asyncio.Semaphore | None = None
 
     async def annotate(self, clip: ClipInput) -> ClipAnnotation:
@@ -179,21 +182,34 @@ class PCoTAnnotator:
         )
 
     async def _call(self, prompt: Prompt, request: VLMRequest) -> Call:
+        """One request: from the response cache, else from the backend, asking again (at most ``invalid_retries``
+        times) while the answer is not the schema's JSON. Only answers that are not ``invalid`` are cached, so
+        a later build asks again for the ones that never came back valid."""
         key = request.key(self.backend.model)
         reply = self.cache.get(key) if self.cache is not None else None
-        cached = reply is not None
-        if reply is None:
+        if reply is not None and interpret(reply.text, prompt.answer)[0] != "invalid":
+            return self._interpreted(prompt, request, key, reply, cached=True)
+        attempts = 0
+        for answers in range(1, self.invalid_retries + 2):
             try:
                 reply = await self.backend.complete(request)
             except BackendError as err:
-                return Call(
-                    self._record(request, key, err.status, err.detail, Reply("", err.latency_s, err.attempts), False), None
-                )
-            if self.cache is not None:
-                self.cache.put(key, self.backend.model, prompt.name, reply)
+                failed = Reply("", err.latency_s, attempts + err.attempts)
+                return Call(self._record(request, key, err.status, err.detail, failed, False), None)
+            attempts += reply.attempts
+            reply = dataclasses.replace(reply, attempts=attempts)
+            if interpret(reply.text, prompt.answer)[0] != "invalid":
+                if self.cache is not None:
+                    self.cache.put(key, self.backend.model, prompt.name, reply)
+                break
+        return self._interpreted(prompt, request, key, reply, cached=False, answers=answers)
+
+    def _interpreted(self, prompt: Prompt, request: VLMRequest, key: str, reply: Reply, cached: bool, answers: int = 1) -> Call:
         status, answer, error = interpret(reply.text, prompt.answer)
-        if status == "invalid" and reply.finish_reason == "length":
-            error = f"cut off at max_tokens ({request.sampling.max_tokens}); {error}"
+        if status == "invalid":
+            error = f"{error} (asked {answers} time(s))"
+            if reply.finish_reason == "length":
+                error = f"cut off at max_tokens ({request.sampling.max_tokens}); {error}"
         parsed = answer.model_dump_json() if answer is not None else None
         return Call(self._record(request, key, status, error, reply, cached, parsed), answer)
 

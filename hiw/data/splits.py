@@ -137,19 +137,30 @@ def dataset_splits(
     seed: int = 0,
     balance: bool = False,
     where: str | None = None,
+    clip_ids: Sequence[str] | None = None,
 ) -> pa.Table:
-    """Accepted clips (those matching ``where``, SQL over ``clips`` aliased ``c``) with their video's split.
+    """Accepted clips (those matching ``where``, SQL over ``clips`` aliased ``c``, and listed in ``clip_ids`` when
+    given) with their video's split.
 
-    Columns clip_id, video_id, split, cluster (null unless ``balance``), sorted by clip_id. With ``where`` the
-    filtered subset is split on its own, so it too is 80/10/10 of its clips.
+    Columns clip_id, video_id, split, cluster (null unless ``balance``), sorted by clip_id. With ``where`` or
+    ``clip_ids`` the subset is split on its own, so it too is 80/10/10 of its clips. ``where`` must keep the
+    query one reading statement (DuckDB's parser decides); on an ``open_catalog`` connection it can read only
+    the dataset's tables.
     """
+    from hiw.storage.sandbox import RefusedStatement, check_sql
+
     shares = check_fractions(fractions)
     predicate = f"AND ({where})" if where and where.strip() else ""
+    listed = "AND c.clip_id IN (SELECT unnest($ids))" if clip_ids is not None else ""
+    sql = f"SELECT c.clip_id, c.video_id FROM clips c WHERE c.status = 'accepted' {listed} {predicate} ORDER BY c.clip_id"
     try:
-        clips = con.sql(
-            f"SELECT c.clip_id, c.video_id FROM clips c WHERE c.status = 'accepted' {predicate} ORDER BY c.clip_id"
-        ).fetchall()
-    except duckdb.Error as err:
+        if len(con.extract_statements(sql)) != 1:  # e.g. "1=1); COPY ...": a second statement
+            raise ConfigError(f"bad clip filter {where!r}: it must be one SQL condition on clips (alias c)")
+        check_sql(con, sql)
+        clips = con.sql(sql, params={"ids": list(clip_ids)} if clip_ids is not None else None).fetchall()
+    except RefusedStatement as err:
+        raise ConfigError(f"bad clip filter {where!r}: {err}") from None
+    except (duckdb.Error, ValueError) as err:  # ValueError: a statement type the Python API cannot name
         raise ConfigError(f"bad clip filter {where!r}: {err}") from None
     per_video = Counter(video_id for _, video_id in clips)
     clusters = video_clusters(con) if balance else {}

@@ -34,6 +34,8 @@ class VLMOutput:
     responses: list[ResponseRecord] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     vocabulary: list[VocabularyEntry] = field(default_factory=list)
+    # videos with a call that failed or never came back valid: their annotation is due again next build
+    retry_videos: set[str] = field(default_factory=set)
 
 
 class VLMPhase:
@@ -60,6 +62,11 @@ class VLMPhase:
             self.progress.annotation_done(annotation)
         self.close()
         out.responses = [r for a in annotations for r in a.responses]
+        out.retry_videos = {
+            a.clip.video_id
+            for a in annotations
+            if any(failed(r) for r in a.responses) or any(reason == "internal_error" for reason, _ in a.failures)
+        }
         settings = ReviewSettings(self.cfg.qa_min_agreement, self.cfg.qa_lof_neighbors, self.cfg.qa_max_outlier_factor)
         out.rejects = failure_rejects(annotations)
         try:
@@ -85,6 +92,12 @@ class VLMPhase:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def failed(response: ResponseRecord) -> bool:
+    """A call that did not give an answer the model would give again: the transport failed, or the answer was not
+    the schema's JSON however often it was asked (a refusal or an empty answer is the model's final word)."""
+    return response.status in ("error", "timeout", "invalid")
 
 
 def _review(annotations: list[ClipAnnotation], settings: ReviewSettings):

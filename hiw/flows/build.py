@@ -19,6 +19,7 @@ from hiw.config import BuildConfig
 from hiw.errors import ConfigError, StageError
 from hiw.flows import stages
 from hiw.flows.annotate import VLMPhase
+from hiw.flows.holds import unreadable_source
 from hiw.flows.runners import PlainRunner, PrefectRunner, check_api, shared_api, task_runner
 from hiw.flows.summary import BuildSummary, Progress, current_progress, reporting_to, summarise
 from hiw.flows.units import ClipResult, VideoResult, Where, failed_clip, failure, process_clip, process_video
@@ -45,16 +46,15 @@ def _build(cfg: BuildConfig, runner: PlainRunner, progress: Progress) -> BuildSu
     suffixes = TRACK_SUFFIXES if cfg.tracker == "precomputed" else VIDEO_SUFFIXES
     found = runner.run("discover", discover, cfg.videos, cfg.manifest, suffixes)
     progress.videos_found(len(found.videos) + len(found.unreadable))
-    source_rejects = [Reject.of("discover", StageError("unreadable_entry", why), str(p)) for p, why in found.unreadable]
+    source_rejects = [Reject.of("discover", r.error(), r.source) for r in found.rejects]  # unreadable entries, bad rows
     tracker_name = stages.tracker_version(cfg)
     futures = [runner.submit("process-video", process_video, p, found.narrations.get(p, []), cfg) for p in found.videos]
-    videos, first_path, probed, unread = [], {}, 0, 0
+    videos, first_path, probed = [], {}, 0
     for path, future in zip(found.videos, futures):  # in path order, so the first of duplicate files is always the same one
         try:
             result: VideoResult = future.result()
         except Exception as err:  # noqa: BLE001 - its task kept failing: that video is rejected, not the build
             result = VideoResult(path=path, rejects=[failure("video", err, runner.retries, Where(str(path)))])
-            unread += 1
         runner.times.merge(result.times)
         progress.video_done()
         if result.video is None:
@@ -102,9 +102,8 @@ def _build(cfg: BuildConfig, runner: PlainRunner, progress: Progress) -> BuildSu
             with runner.times.measure("write"):
                 plan.add_annotation(vlm.finish())
     with runner.times.measure("write"):
-        # a video whose task kept failing has no rows this time: publishing would drop the rows it had
-        hold = f"{unread} video(s) could not be read (their tasks kept failing); the next build tries again" if unread else None
-        outcome = plan.publish(hold)
+        # a source that cannot be read has no rows this time: publishing could drop the rows it had (holds.py)
+        outcome = plan.publish([r for r in source_rejects if unreadable_source(r)])
         write_catalog(cfg.out)
     run = dict(
         runner=runner.name,

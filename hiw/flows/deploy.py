@@ -3,6 +3,10 @@
 ``hiw deploy`` serves from this machine (``flow.serve``: the process polls the server and runs each scheduled
 run itself). On a cluster, ``prefect.yaml`` at the project root registers the same flow for a work pool instead.
 Either way a run is an incremental rebuild: when nothing changed it ends early and publishes no version.
+
+A deployment stores its parameters (the config) in Prefect's database for every later run, so a credential
+in ``--vlm-url`` could only be kept by storing it: it is refused, and the key goes in HIW_VLM_API_KEY instead,
+read by each run from the environment of the process that serves it.
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ def serve_build(cfg: BuildConfig, name: str, cron: str, say: Callable[[str], Non
     from prefect.settings import PREFECT_API_URL
 
     check_cron(cron)
+    if cfg.has_vlm_credentials():
+        raise ConfigError(
+            f"hiw deploy stores the config in Prefect's database, so --vlm-url must not hold credentials (given for "
+            f"{cfg.vlm_url}); set HIW_VLM_API_KEY in the environment of `hiw deploy` instead"
+        )
     check_config(cfg)
     cfg = absolute(cfg)
     if not PREFECT_API_URL.value():

@@ -3,7 +3,8 @@ tracks a clip twice, even when motion, filter or caption settings changed.
 
 Entries are ``ROOT/cache/observations/<clip_id>-<key>.npz`` (arrays only, no pickle), keyed by (clip id, the observe
 stage's settings, tracker version, stage version): the tracks of both hands and, once computed, the camera's
-rotations. Written atomically, so a killed build leaves whole entries or none.
+rotations. Written atomically, so a killed build leaves whole entries or none; an entry that cannot be read
+(a damaged disk, a copy cut short) is moved aside and the clip observed again.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from hiw.config import BuildConfig
 from hiw.motion.camera import CameraRotations
+from hiw.quarantine import quarantine
 from hiw.schemas import HANDS, ClipSpec, HandTrack
 from hiw.schemas.ids import stable_hash
 from hiw.trackers import ClipTracks
@@ -56,7 +58,10 @@ def load(root: Path, key: str) -> Observation | None:
             if "cam_rotations" in z:
                 rotations = CameraRotations(z["cam_rotations"], z["cam_ok"], z["cam_inliers"])
             return Observation(tracks, rotations)
-    except (OSError, KeyError, ValueError):  # missing, or unreadable: observe again
+    except FileNotFoundError:
+        return None
+    except Exception as err:  # noqa: BLE001 - truncated (BadZipFile, EOFError), wrong keys or shapes: observe again
+        quarantine(path, f"{type(err).__name__}: {err}")
         return None
 
 

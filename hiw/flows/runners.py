@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from hiw.config import BuildConfig
 from hiw.errors import ConfigError
+from hiw.flows import lifeline
 
 # Tags of the build's tasks: a Prefect concurrency limit on a tag caps those tasks across every run on the
 # server (`prefect concurrency-limit create hiw-tracker 4`). The VLM requests acquire the same kind of limit.
@@ -200,12 +201,26 @@ def limit_exists(name: str) -> bool:
     return True
 
 
+def cores() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. under taskset or a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def worker_processes(cfg: BuildConfig) -> int:
+    """Worker processes to start on this machine: ``--workers``, but no more than its cores. A clip keeps a core busy,
+    so more processes only add memory (about 0.6 GB each). The clips are not known yet when the runner starts."""
+    return max(1, min(cfg.workers, cores()))
+
+
 def task_runner(cfg: BuildConfig) -> Any:
     """The Prefect task runner ``cfg.runner`` names (not started)."""
     if cfg.runner == "process":
         from prefect.task_runners import ProcessPoolTaskRunner
 
-        return ProcessPoolTaskRunner(max_workers=cfg.workers)
+        return ProcessPoolTaskRunner(max_workers=worker_processes(cfg))
     if cfg.runner == "dask":
         from prefect_dask import DaskTaskRunner
 
@@ -213,9 +228,13 @@ def task_runner(cfg: BuildConfig) -> Any:
             return DaskTaskRunner(address=cfg.dask_address)
         # one single-threaded worker process per slot (Dask already sets OMP/MKL/OpenBLAS threads to 1 in them)
         return DaskTaskRunner(
-            cluster_kwargs=dict(
-                n_workers=cfg.workers, threads_per_worker=1, processes=True, dashboard_address=":0", env=ONE_CORE_ENV
-            )
+            cluster_kwargs={
+                "n_workers": worker_processes(cfg),
+                "threads_per_worker": 1,
+                "processes": True,
+                "dashboard_address": ":0",
+                "env": ONE_CORE_ENV,
+            }
         )
     from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -239,9 +258,14 @@ def shared_api(cfg: BuildConfig) -> Iterator[str | None]:
 
     With no PREFECT_API_URL, Prefect starts a temporary server per process; worker processes would each start
     their own on the same database. So for process and Dask runners, start it here and hand its URL to the
-    workers (through the environment they inherit and the settings Prefect sends along with each task)."""
+    workers (through the environment they inherit and the settings Prefect sends along with each task).
+
+    The worker processes and that server die with this process (``lifeline``): ``hiw build`` and ``hiw deploy``
+    hold a lifeline from their start; a run started elsewhere (a work pool's worker) takes one here."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    if cfg.runner != "thread" and not cfg.dask_address:
+        lifeline.hold()
     url = PREFECT_API_URL.value()
     if cfg.runner == "thread" or url:
         yield url

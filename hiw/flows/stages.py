@@ -256,9 +256,12 @@ def vocabulary(cfg: BuildConfig, narrations: list[str]) -> Vocabulary | None:
 
 
 def make_backend(cfg: BuildConfig, slot=None) -> Backend:
-    """The VLM backend; ``slot`` is a global limit on requests in flight (see ``OpenAIBackend``)."""
+    """The VLM backend; ``slot`` is a global limit on requests in flight (see ``OpenAIBackend``).
+
+    The backend gets the URL with any credentials it was given with (``cfg.vlm_url`` has them removed)."""
     if cfg.vlm == "openai":
-        return OpenAIBackend(cfg.vlm_url, cfg.vlm_model, cfg.vlm_concurrency, cfg.vlm_timeout_s, cfg.vlm_retries, slot=slot)
+        url = cfg.vlm_endpoint()
+        return OpenAIBackend(url, cfg.vlm_model, cfg.vlm_concurrency, cfg.vlm_timeout_s, cfg.vlm_retries, slot=slot)
     if cfg.vlm == "vllm":
         return VLLMBackend(cfg.vlm_model)
     raise ConfigError(f"--vlm {cfg.vlm} has no VLM backend")
@@ -267,7 +270,14 @@ def make_backend(cfg: BuildConfig, slot=None) -> Backend:
 def make_annotator(cfg: BuildConfig, vocab: Vocabulary | None, slot=None) -> PCoTAnnotator:
     sampling = Sampling(temperature=cfg.vlm_temperature, max_tokens=cfg.vlm_max_tokens, seed=cfg.vlm_seed)
     cache = ResponseCache.in_root(cfg.out)
-    return PCoTAnnotator(make_backend(cfg, slot), cache, vocab, sampling, max_active_clips=cfg.vlm_concurrency)
+    return PCoTAnnotator(
+        make_backend(cfg, slot),
+        cache,
+        vocab,
+        sampling,
+        max_active_clips=cfg.vlm_concurrency,
+        invalid_retries=cfg.vlm_invalid_retries,
+    )
 
 
 def clip_record(

@@ -9,7 +9,7 @@ from contextvars import ContextVar
 from pydantic import BaseModel, Field
 
 from hiw.config import BuildConfig
-from hiw.flows.annotate import AnnotationProgress
+from hiw.flows.annotate import AnnotationProgress, failed
 from hiw.flows.runners import StageTime
 from hiw.flows.version import Published, version_counts
 from hiw.schemas import ClipRecord
@@ -57,6 +57,7 @@ class BuildSummary(BaseModel):
     videos_reused: int = 0
     groups_written: int = 0
     groups_reused: int = 0
+    groups_damaged: int = Field(0, description="shard groups found damaged (missing or changed files) and written again")
     clips_planned: int
     clips_processed: int = Field(0, description="clips this run processed (the others were reused)")
     clips_accepted: int
@@ -68,7 +69,7 @@ class BuildSummary(BaseModel):
     captions_by_kind: dict[str, int] = {}
     vlm_calls: int = 0
     vlm_cache_hits: int = 0
-    vlm_failed_calls: int = 0
+    vlm_failed_calls: int = Field(0, description="calls that failed, or whose answer was not valid however often asked")
     vlm_prompt_tokens: int = 0
     vlm_completion_tokens: int = 0
     rejects_by_reason: dict[str, int]
@@ -95,10 +96,11 @@ def summarise(cfg: BuildConfig, outcome: Published, run: dict, stage_times: dict
         videos_reused=outcome.videos_reused,
         groups_written=outcome.groups_written,
         groups_reused=outcome.groups_reused,
+        groups_damaged=len(outcome.damaged),
         observations_cached=cached.calls if cached else 0,
         vlm_calls=sum(not r.cached for r in responses),
         vlm_cache_hits=sum(r.cached for r in responses),
-        vlm_failed_calls=sum(r.status in ("error", "timeout") for r in responses),
+        vlm_failed_calls=sum(failed(r) for r in responses),
         vlm_prompt_tokens=sum(r.prompt_tokens or 0 for r in responses if not r.cached),
         vlm_completion_tokens=sum(r.completion_tokens or 0 for r in responses if not r.cached),
         stage_times=stage_times,

@@ -15,12 +15,11 @@ from hiw.annotators.pcot import ClipInput
 from hiw.config import BuildConfig
 from hiw.errors import StageError
 from hiw.flows import observations, stages
+from hiw.flows.holds import TASK_FAILED
 from hiw.flows.runners import StageTime, StageTimes, transient
 from hiw.schemas import Caption, ClipRecord, ClipSpec, MotionRecord, Narration, Reject, VideoSource
 from hiw.trackers.precomputed import load_tracks, probe_tracks
 from hiw.video.probe import probe_video
-
-TASK_FAILED = "task_failed"
 
 
 @dataclass

@@ -24,12 +24,13 @@ from hiw import __version__
 from hiw.annotators.pcot import ClipInput
 from hiw.config import BuildConfig
 from hiw.flows import stages
-from hiw.flows.annotate import VLMOutput
+from hiw.flows.annotate import VLMOutput, failed
+from hiw.flows.holds import hold_reason
 from hiw.prompts import PROMPTS
 from hiw.schemas import TABLES, ClipSpec, MotionRecord, Reject, ResponseRecord, VideoSource, to_table
 from hiw.schemas.ids import file_digest, stable_hash
 from hiw.storage.catalog import create_views
-from hiw.storage.groups import GroupStore
+from hiw.storage.groups import GroupStore, retry_key
 from hiw.storage.shards import FORMAT_VERSION, group_videos
 from hiw.storage.versions import Group, Manifest, current_version, load_manifest, next_version, publish
 
@@ -63,6 +64,7 @@ class Published:
     groups_reused: int
     new_responses: list[ResponseRecord] = field(default_factory=list)
     held: str | None = None  # why a changed dataset was not published
+    damaged: dict[str, str] = field(default_factory=dict)  # groups found damaged and written again: key -> why
 
 
 class VersionPlan:
@@ -155,9 +157,14 @@ class VersionPlan:
 
     def add_annotation(self, out: VLMOutput) -> None:
         tables = {"captions": out.captions, "responses": out.responses, "vocabulary": out.vocabulary, "rejects": out.rejects}
-        arrow = {name: to_table(TABLES[name], rows) for name, rows in tables.items()}
-        # without the failed clips' captions: not reusable, so the build that retries them annotates them too
-        self.annotation = self.store.write("annotation", self.annotation_key, {}, arrow, sorted(self.failed_videos))
+        # Not reusable while a clip lacks what it should have: the clips whose task failed (the build that retries
+        # them annotates them too) and the clips whose VLM calls failed or never came back valid (the next build
+        # asks again; the response cache serves every call that succeeded).
+        retry = sorted(self.failed_videos | out.retry_videos)
+        failures = [(r.response_id, r.status) for r in out.responses if failed(r)]
+        key = retry_key(self.annotation_key, [retry, failures]) if retry else self.annotation_key
+        arrow = {name: to_table(TABLES[name], rows, self.store.created_at(key)) for name, rows in tables.items()}
+        self.annotation = self.store.write("annotation", key, {}, arrow, retry)
         self.new_responses = out.responses
 
     def _write(self, group: _Group) -> None:
@@ -171,8 +178,10 @@ class VersionPlan:
             "captions": [c for r in results for c in r.captions],
             "rejects": [j for v in new for j in v.rejects] + [j for r in results for j in r.rejects],
         }
-        for name in VIDEO_TABLES:
-            parts[name].append(to_table(TABLES[name], rows[name]))
+        retry = sorted({r.record.video_id for r in results if r.failed})
+        key = retry_key(group.key, [retry, sorted(r.record.clip_id for r in results if r.failed)]) if retry else group.key
+        for name in VIDEO_TABLES:  # carried rows keep their own created_at
+            parts[name].append(to_table(TABLES[name], rows[name], self.store.created_at(key)))
         for source, videos in self._sources(group, carried):
             ids = [v.video.video_id for v in videos]
             clips = self.store.rows(source, "clips", "video_id", ids)
@@ -181,21 +190,20 @@ class VersionPlan:
             parts["captions"].append(self.store.rows(source, "captions", "clip_id", clips["clip_id"].to_pylist()))
             parts["rejects"].append(self.store.rows(source, "rejects", "video_id", ids))
         units = {v.video.video_id: v.unit for v in group.videos}
-        retry = sorted({r.record.video_id for r in results if r.failed})
         tables = {n: pa.concat_tables(t) for n, t in parts.items()}
-        group.written = self.store.write("videos", group.key, units, tables, retry)
+        group.written = self.store.write("videos", key, units, tables, retry)
         self.groups_written += 1
 
-    def publish(self, hold: str | None = None) -> Published:
+    def publish(self, unreadable: list[Reject]) -> Published:
         """Write what is left, then publish a new version, unless its groups are exactly the current version's or
-        ``hold`` says why the current version must stay (its shards are written all the same, for the next build)."""
+        it must be held back (``hiw.flows.holds``: given the sources that could not be read)."""
         for group in self.groups:
             if group.written is None:  # every video carried or without clips: nothing was processed for it
                 self._write(group)
         rejects = sorted(self.source_rejects, key=lambda r: r.reject_id)
         sources_key = "s_" + stable_hash([(r.reject_id, r.detail) for r in rejects], length=24)
         sources = self.store.get(sources_key) or self.store.write(
-            "sources", sources_key, {}, {"rejects": to_table(Reject, rejects)}
+            "sources", sources_key, {}, {"rejects": to_table(Reject, rejects, self.store.created_at(sources_key))}
         )
         groups = [g.written for g in self.groups] + ([self.annotation] if self.annotation else []) + [sources]
         root = self.cfg.out
@@ -206,10 +214,16 @@ class VersionPlan:
             groups_written=self.groups_written,
             groups_reused=self.groups_reused,
             new_responses=self.new_responses,
+            damaged=dict(self.store.damaged),
         )
         if current:
             previous = load_manifest(root, current)
-            if hold or {g.key for g in previous.groups} == {g.key for g in groups}:
+            # a group of the current version found damaged and written again with other bytes: the rows are
+            # the same, the files are not, so a new version lists the sound files
+            before = {g.key: g.files for g in previous.groups}
+            repaired = [g.key for g in groups if g.key in self.store.damaged and before.get(g.key, g.files) != g.files]
+            hold = hold_reason(self.cfg, previous, unreadable, groups)
+            if hold or (set(before) == {g.key for g in groups} and not repaired):
                 return Published(previous, False, held=hold, **counts)
         manifest = Manifest(
             version=next_version(root),

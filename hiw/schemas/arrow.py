@@ -56,11 +56,15 @@ def arrow_schema(model: type[BaseModel]) -> pa.Schema:
     return pa.schema(fields, metadata={"hiw.record": model.__name__})
 
 
-def to_table(model: type[BaseModel], records: list[BaseModel]) -> pa.Table:
-    """Records -> Arrow table with the derived schema (array fields go in without Python lists)."""
+def to_table(model: type[BaseModel], records: list[BaseModel], created_at: datetime | None = None) -> pa.Table:
+    """Records -> Arrow table with the derived schema (array fields go in without Python lists); ``created_at``,
+    when given, is every row's (a shard group's rows carry the time the group was first made)."""
     schema = arrow_schema(model)
     columns = []
     for field in schema:
+        if created_at is not None and field.name == "created_at":
+            columns.append(pa.array([created_at] * len(records), field.type))
+            continue
         values = [getattr(r, field.name) for r in records]
         marker = next(
             (m for m in model.model_fields[field.name].metadata if isinstance(m, (FrameArray, FrameMask, FrameValues))),

@@ -1,9 +1,9 @@
 """``hiw gc``: remove what no version uses.
 
 Shards and group records that no manifest lists (left by killed builds, or by builds whose groups were
-superseded before publishing), temp files of interrupted writes, and cache entries (VLM frames, tracking
-observations) of clips that are in no version. Every version stays complete; a killed build can no longer
-resume from the groups removed. Runs under the build lock, so it never races a build.
+superseded before publishing), temp files of interrupted writes, cache entries (VLM frames, tracking
+observations) of clips that are in no version, and damaged cache entries that builds moved aside. Every version
+stays complete; a killed build can no longer resume from the groups removed. Runs under the build lock, so it never races a build.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hiw.flows.observations import OBSERVATIONS_DIR
+from hiw.quarantine import is_quarantined
 from hiw.storage.catalog import read_table
 from hiw.storage.groups import GROUPS_DIR
 from hiw.storage.shards import SHARDS_DIR
@@ -38,13 +39,15 @@ def find_garbage(root: Path, clip_ids: set[str]) -> Garbage:
             garbage.files.append(path)
     for folder, entries in ((FRAMES_DIR, garbage.folders), (OBSERVATIONS_DIR, garbage.files)):
         if (root / folder).is_dir():  # entries are <clip_id>-..., or .<name>.tmp of interrupted writes
-            entries += [p for p in sorted((root / folder).iterdir()) if p.name.split("-")[0] not in clip_ids]
+            entries += [p for p in sorted((root / folder).iterdir()) if p.name.split("-")[0] not in clip_ids or is_quarantined(p)]
+    if (root / "cache").is_dir():  # damaged cache files moved aside (the response cache's database)
+        garbage.files += [p for p in sorted((root / "cache").iterdir()) if p.is_file() and is_quarantined(p)]
     return garbage
 
 
 def collect(root: Path, dry_run: bool = False) -> Garbage:
     """Find (and unless ``dry_run``, remove) what no version uses."""
-    with BuildLock(root):
+    with BuildLock(root, task="hiw gc"):
         clip_ids = {
             c for name in list_versions(root) for c in read_table(root, "clips", name, ["clip_id"])["clip_id"].to_pylist()
         }

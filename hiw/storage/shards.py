@@ -1,4 +1,5 @@
-"""Content-addressed Parquet shards: ``shards/<table>/<key>.parquet``, written once, shared by every version.
+"""Content-addressed Parquet shards: ``shards/<table>/<group key>-<sha256>.parquet``, written once, shared by every
+version.
 
 Layout choices (docs/ARCHITECTURE.md, "Shard layout", says why):
 - videos are grouped into shards by content-defined boundaries (``group_videos``), so adding or changing one
@@ -58,31 +59,45 @@ def _leaf(t: pa.DataType) -> pa.DataType:
     return t
 
 
-def shard_path(root: Path, table: str, key: str) -> Path:
-    return root / SHARDS_DIR / table / f"{key}.parquet"
+def shard_name(key: str, digest: str) -> str:
+    """``<group key>-<sha256 prefix>.parquet``: a path never holds two different contents, so a group written again
+    with other bytes (a repair, a retry) never overwrites a file that a published version lists."""
+    return f"{key}-{digest[:16]}.parquet"
 
 
 def write_shard(root: Path, table: str, key: str, data: pa.Table) -> ShardFile:
-    """Sort and write one shard atomically (temp file, fsync, rename); an existing complete shard of the same
-    key is the same rows, so it is kept, not rewritten."""
-    path = shard_path(root, table, key)
-    rel = str(path.relative_to(root))
-    if path.exists():
-        meta = pq.read_metadata(path)
-        return ShardFile(path=rel, rows=meta.num_rows, bytes=path.stat().st_size, sha256=file_digest(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Sort and write one shard atomically (temp file, fsync, rename to its content-addressed name). Writing the
+    same bytes again replaces the file with its own content, which also repairs a damaged copy."""
+    folder = root / SHARDS_DIR / table
+    folder.mkdir(parents=True, exist_ok=True)
     keys = [k for k in SORT_KEYS.get(table, ()) if k in data.column_names]
     if keys and data.num_rows:
         order = pc.sort_indices(data, [(k, "ascending", "at_start") for k in keys])
         if not pc.all(pc.equal(order, pa.array(range(data.num_rows), pa.uint64()))).as_py():  # skip the copy if sorted
             data = data.take(order)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp = folder / f".{key}.{uuid.uuid4().hex}.tmp"
     pq.write_table(data, tmp, **parquet_options(table, data.schema))
     digest = file_digest(tmp)  # the fresh file comes from the page cache: as cheap as hashing while writing
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
+    path = folder / shard_name(key, digest)
     os.replace(tmp, path)
-    return ShardFile(path=rel, rows=data.num_rows, bytes=path.stat().st_size, sha256=digest)
+    return ShardFile(path=str(path.relative_to(root)), rows=data.num_rows, bytes=path.stat().st_size, sha256=digest)
+
+
+def check_shard(root: Path, shard: ShardFile, checksum: bool = True) -> str | None:
+    """Why a shard is not what its record says (missing, another size, another sha256 unless ``checksum`` is off),
+    or None when it is."""
+    path = root / shard.path
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "missing"
+    if size != shard.bytes:
+        return f"{size} bytes, {shard.bytes} expected"
+    if checksum and file_digest(path) != shard.sha256:
+        return "sha256 differs from the recorded one"
+    return None
 
 
 def group_videos(videos: list[tuple[str, int]], target: int = TARGET_CLIPS, most: int = MAX_CLIPS) -> list[list[str]]:

@@ -13,8 +13,8 @@ import duckdb
 import pyarrow.parquet as pq
 
 from hiw.schemas import TABLES, arrow_schema
-from hiw.schemas.ids import file_digest
 from hiw.storage.catalog import create_views
+from hiw.storage.shards import check_shard
 from hiw.storage.versions import Manifest, load_manifest
 
 KEYS = {
@@ -71,11 +71,13 @@ def _check_files(root: Path, manifest: Manifest, progress) -> list[str]:
         if progress:
             progress(i, len(files))
         path = root / f.path
-        if not path.is_file():
-            problems.append(f"{table}: missing shard {f.path}")
-            continue
-        if path.stat().st_size != f.bytes or file_digest(path) != f.sha256:
-            problems.append(f"{table}: shard {f.path} does not match its checksum (changed or corrupted)")
+        why = check_shard(root, f)
+        if why:
+            problems.append(
+                f"{table}: missing shard {f.path}"
+                if why == "missing"
+                else f"{table}: shard {f.path} does not match its checksum ({why})"
+            )
             continue
         try:
             meta = pq.read_metadata(path)

@@ -51,6 +51,9 @@ class Group(BaseModel):
     retry: list[str] = Field(
         default_factory=list, description="videos with a clip whose task kept failing: never reused, so a rebuild retries them"
     )
+    created_at: datetime | None = Field(
+        None, description="when its rows were first made (their created_at), so writing it again makes the same bytes"
+    )
 
 
 class Manifest(BaseModel):
@@ -156,13 +159,14 @@ def _fsync_dir(folder: Path) -> None:
 
 
 class BuildLock:
-    """An exclusive, non-blocking lock on a dataset root, held for a whole build.
+    """An exclusive, non-blocking lock on a dataset root, held for a whole build (or ``hiw gc``: ``task``).
 
     ``flock`` is released by the kernel when the process dies, so a killed build never leaves a stale lock;
-    the file's text (pid, host, start time) only serves the error message."""
+    the file's text (task, pid, host, start time) only serves the error message."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, task: str = "build"):
         self.root = root
+        self.task = task
         self.path = root / LOCK_FILE
         self._fd: int | None = None
 
@@ -172,15 +176,25 @@ class BuildLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+            text = os.read(fd, 4096).decode(errors="replace").strip()
             os.close(fd)
-            raise ConfigError(
-                f"another build is publishing into {self.root} ({holder}); wait for it to finish or build into another --out"
-            ) from None
+            raise ConfigError(self._busy(text)) from None
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}).encode())
+        holder = {"task": self.task, "pid": os.getpid(), "host": socket.gethostname(), "since": _now()}
+        os.write(fd, json.dumps(holder).encode())
         self._fd = fd
         return self
+
+    def _busy(self, text: str) -> str:
+        try:
+            holder = json.loads(text)
+        except ValueError:
+            holder = {}
+        who = "another build is publishing into" if holder.get("task", "build") == "build" else "`hiw gc` is cleaning"
+        what = f" ({text})" if text else ""
+        if self.task == "build":
+            return f"{who} {self.root}{what}; wait for it to finish or build into another --out"
+        return f"cannot run {self.task}: {who} {self.root}{what}; wait for it to finish"
 
     def __exit__(self, *exc) -> None:
         if self._fd is not None:

@@ -7,10 +7,46 @@ origin near the hand's centre, camera-aligned axes), and a valid mask.
 
 from __future__ import annotations
 
+import os
+import re
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+
 import numpy as np
 
 from hiw.schemas import HANDS, N_KEYPOINTS, HandTrack
 from hiw.trackers.base import ClipTracks, TrackerSettings
+
+# What mediapipe's C++ side prints to stderr each time a graph starts (once per clip), before absl logging is set
+# up, so no log level silences it: TFLite's delegate note, absl's preamble, and a feedback-tensor warning per model.
+_NOISE = re.compile(
+    rb"^(INFO: Created TensorFlow Lite|WARNING: All log messages before absl::InitializeLog|[IW]\d{4} .*\] Feedback)"
+)
+_STDERR_LOCK = threading.Lock()
+
+
+@contextmanager
+def native_noise_dropped() -> Iterator[None]:
+    """Run the block with the process's stderr (fd 2) caught in a file, then write back every line but ``_NOISE``.
+
+    Whatever another thread prints meanwhile is written back too, only later; two blocks never overlap (a lock)."""
+    with _STDERR_LOCK, tempfile.TemporaryFile() as caught:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().splitlines(keepends=True) if not _NOISE.match(line)]
+            if kept:
+                os.write(2, b"".join(kept))
 
 
 class MediapipeHands:
@@ -45,7 +81,8 @@ class MediapipeHands:
         scale = np.array(source_size, np.float32)
         with self._session() as session:  # a new session per clip: video-mode tracking state is per clip
             for t, frame in enumerate(frames):
-                result = session.process(frame)
+                with native_noise_dropped() if t == 0 else nullcontext():  # the graph starts on the first frame
+                    result = session.process(frame)
                 for side, score, image_lm, world_lm in self._hands_of(result):
                     valid[side][t] = True
                     kp2d[side][t, :, :2] = np.array([(p.x, p.y) for p in image_lm.landmark], np.float32) * scale

@@ -1,4 +1,10 @@
-"""Clip planning: fixed windows over a video, or spans anchored on its narrations."""
+"""Clip planning: fixed windows over a video, or spans anchored on its narrations.
+
+A narration that runs past the video's end is cut at the end and kept (``0,30`` is a usual way to say "to the
+end" of a shorter video), and says so as a ``narration_cut_at_end`` problem (a reject row beside the kept clip);
+one that starts at or after the end cannot become a clip and is a problem. Problems of one
+video are merged per reason: a reject row's id derives from (stage, video, reason), so two rows would collide.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from typing import Literal
 from hiw.errors import StageError
 from hiw.schemas import ClipSpec, Narration, VideoSource
 from hiw.schemas.ids import clip_id, stable_hash
+from hiw.video.discover import excerpt
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,7 @@ def plan_clips(video: VideoSource, narrations: list[Narration], plan: ClipPlan) 
     use_narrations = plan.mode == "narration" or (plan.mode == "auto" and narrations)
     if use_narrations:
         spans, problems = _narration_spans(video, narrations, plan)
+        problems = _merged(problems)
     else:
         spans, problems = _window_spans(video, plan), []
         if not spans:
@@ -75,7 +83,7 @@ def _window_spans(video: VideoSource, plan: ClipPlan) -> list[tuple[int, int, No
 
 
 def _narration_spans(video: VideoSource, narrations: list[Narration], plan: ClipPlan):
-    spans, problems = [], []
+    spans, problems, seen = [], [], set()
     for n in sorted(narrations, key=lambda n: n.start_s):
         start_s, end_s = n.start_s, min(n.end_s, video.duration_s)
         if start_s >= video.duration_s:
@@ -83,7 +91,7 @@ def _narration_spans(video: VideoSource, narrations: list[Narration], plan: Clip
                 StageError(
                     "narration_out_of_range",
                     f"narration at {n.start_s:g}-{n.end_s:g} s starts after the video ends "
-                    f"({video.duration_s:.2f} s): {n.text!r}",
+                    f"({video.duration_s:.2f} s): {excerpt(n.text)}",
                 )
             )
             continue
@@ -97,9 +105,42 @@ def _narration_spans(video: VideoSource, narrations: list[Narration], plan: Clip
             problems.append(
                 StageError(
                     "too_short",
-                    f"narration span {n.start_s:g}-{n.end_s:g} s is shorter than min_clip_s in a {video.duration_s:.2f} s video",
+                    f"narration span {n.start_s:g}-{n.end_s:g} s is shorter than min_clip_s in a {video.duration_s:.2f} s video: "
+                    f"{excerpt(n.text)}",
                 )
             )
             continue
+        if (start, end, n.text) in seen:  # the same clip_id twice: one row would collide
+            problems.append(
+                StageError("duplicate_narration", f"narration {excerpt(n.text)} at {n.start_s:g}-{n.end_s:g} s is listed twice")
+            )
+            continue
+        seen.add((start, end, n.text))
         spans.append((start, end, n.text, "narration"))
+        if n.end_s > video.duration_s + 1 / video.fps:  # kept, cut short: said in rejects, not silently
+            problems.append(
+                StageError(
+                    "narration_cut_at_end",
+                    f"narration at {n.start_s:g}-{n.end_s:g} s runs past the video's end ({video.duration_s:.2f} s); its clip "
+                    f"ends there: {excerpt(n.text)}",
+                )
+            )
     return spans, problems
+
+
+MAX_LISTED = 5  # narrations named in one merged problem; a long manifest must not make a huge reject row
+
+
+def _merged(problems: list[StageError]) -> list[StageError]:
+    """One problem per reason, listing the first few narrations it concerns."""
+    by_reason: dict[str, list[str]] = {}
+    for p in problems:
+        by_reason.setdefault(p.reason, []).append(p.detail)
+    merged = []
+    for reason, details in by_reason.items():
+        if len(details) == 1:
+            merged.append(StageError(reason, details[0]))
+            continue
+        more = f"; and {len(details) - MAX_LISTED} more" if len(details) > MAX_LISTED else ""
+        merged.append(StageError(reason, f"{len(details)} narrations: " + "; ".join(details[:MAX_LISTED]) + more))
+    return merged

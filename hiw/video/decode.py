@@ -2,6 +2,11 @@
 
 decord decodes a span with one seek and resizes inside the decoder; cv2 is the fallback (one seek,
 then sequential reads: frame-by-frame seeking with cv2 runs at a few fps).
+
+Frames come out as displayed: both decoders apply the stream's rotation tag themselves. decord 0.6.0 (its
+bundled FFmpeg 4.1 exports the tkhd matrix as the "rotate" tag) filters with "transpose=...,scale=W:H", so
+the size it is asked for is the displayed one; OpenCV 5 rotates when CAP_PROP_ORIENTATION_AUTO is on. The
+clip's width/height (from hiw.video.probe) are the displayed size too.
 """
 
 from __future__ import annotations
@@ -32,14 +37,15 @@ def working_size(width: int, height: int, target_width: int) -> tuple[int, int]:
 
 
 def decode_clip(clip: ClipSpec, target_width: int = 640, decoder: Decoder = "auto", rotation: int = 0) -> np.ndarray:
-    """Frames [start_frame, end_frame) of the clip as (T, H, W, 3) uint8 RGB.
+    """Frames [start_frame, end_frame) of the clip as (T, H, W, 3) uint8 RGB, as displayed.
 
     Raises StageError when nothing decodes; returns fewer frames when the file ends early
-    (a truncated video), which the caller records.
+    (a truncated video), which the caller records. ``rotation`` is unused (both decoders read the tag
+    from the file); it stays for callers that pass VideoSource.rotation.
     """
     if decoder in ("auto", "decord"):
         try:
-            return _decode_decord(clip, target_width, rotation)
+            return _decode_decord(clip, target_width)
         except ImportError:
             if decoder == "decord":
                 raise StageError("decoder_unavailable", "decord is not installed") from None
@@ -50,21 +56,16 @@ def decode_clip(clip: ClipSpec, target_width: int = 640, decoder: Decoder = "aut
     return _decode_cv2(clip, target_width)
 
 
-def _decode_decord(clip: ClipSpec, target_width: int, rotation: int) -> np.ndarray:
+def _decode_decord(clip: ClipSpec, target_width: int) -> np.ndarray:
     import decord
 
-    w, h = working_size(clip.width, clip.height, target_width)  # displayed size
-    if rotation in (90, 270):
-        w, h = h, w  # the stream stores the frame on its side
+    w, h = working_size(clip.width, clip.height, target_width)  # displayed size, what decord scales to after rotating
     threads = int(os.environ.get(THREADS_VAR, "0"))
     reader = decord.VideoReader(clip.source_path, ctx=decord.cpu(0), width=w, height=h, num_threads=threads)
     end = min(clip.end_frame, len(reader))
     if end <= clip.start_frame:
         raise StageError("decode_failed", f"clip starts at frame {clip.start_frame} but the stream has {len(reader)} frames")
-    frames = reader.get_batch(list(range(clip.start_frame, end))).asnumpy()
-    if rotation:  # decord ignores the rotation tag; cv2 applies it itself
-        frames = np.ascontiguousarray(np.rot90(frames, k=-rotation // 90, axes=(1, 2)))
-    return frames
+    return reader.get_batch(list(range(clip.start_frame, end))).asnumpy()
 
 
 def _decode_cv2(clip: ClipSpec, target_width: int) -> np.ndarray:
@@ -72,6 +73,7 @@ def _decode_cv2(clip: ClipSpec, target_width: int) -> np.ndarray:
     try:
         if not cap.isOpened():
             raise StageError("decode_failed", "cv2 cannot open the video")
+        cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)  # frames as displayed (the default, made explicit)
         if clip.start_frame:
             cap.set(cv2.CAP_PROP_POS_FRAMES, clip.start_frame)  # one seek per clip
         size = working_size(clip.width, clip.height, target_width)
@@ -80,6 +82,10 @@ def _decode_cv2(clip: ClipSpec, target_width: int) -> np.ndarray:
             ok, bgr = cap.read()
             if not ok:
                 break
+            if (bgr.shape[1] - bgr.shape[0]) * (size[0] - size[1]) < 0:  # portrait vs landscape: a resize would squash it
+                raise StageError(
+                    "decode_failed", f"cv2 frames are {bgr.shape[1]}x{bgr.shape[0]} but the clip is {clip.width}x{clip.height}"
+                )
             if (bgr.shape[1], bgr.shape[0]) != size:
                 bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
             frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))

@@ -1,43 +1,80 @@
-"""Find input videos: a folder, a glob, or a CSV manifest with optional Ego4D-style narrations."""
+"""Find input videos: a folder, a glob, or a CSV manifest with optional Ego4D-style narrations.
+
+A manifest that cannot be read as a whole (not UTF-8, not CSV, no ``video`` column) is a usage error; a bad
+row (times missing, not numbers, negative, or ending before they start) is an ``InputReject`` for that row
+alone, so the rest of the manifest still builds. Messages quote at most a short excerpt of the input.
+"""
 
 from __future__ import annotations
 
 import csv
 import glob
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hiw.errors import ConfigError
+from hiw.errors import ConfigError, StageError
 from hiw.schemas import Narration
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
 MANIFEST_COLUMNS = ("video", "start_s", "end_s", "text")
+UNREADABLE = "unreadable_entry"
+EXCERPT_CHARS = 40
+
+
+@dataclass(frozen=True)
+class InputReject:
+    """An input that cannot be used: ``source`` is its path, or ``<manifest>:<line>`` for a manifest row."""
+
+    source: str
+    reason: str
+    detail: str
+
+    def error(self) -> StageError:
+        return StageError(self.reason, self.detail)
 
 
 @dataclass
 class Discovered:
-    """Videos to process (sorted, unique), their narrations, and entries that cannot be read."""
+    """Videos to process (sorted, unique), their narrations, and the inputs that cannot be used (with why)."""
 
     videos: list[Path] = field(default_factory=list)
     narrations: dict[Path, list[Narration]] = field(default_factory=dict)
-    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+    rejects: list[InputReject] = field(default_factory=list)
+
+    @property
+    def unreadable(self) -> list[InputReject]:
+        """Entries that were found but are not readable files: they count as videos found, bad rows do not."""
+        return [r for r in self.rejects if r.reason == UNREADABLE]
+
+
+@dataclass
+class ManifestRows:
+    """What a manifest lists: videos (in row order, repeats included), narrations per video, bad rows."""
+
+    videos: list[Path] = field(default_factory=list)
+    narrations: dict[Path, list[Narration]] = field(default_factory=dict)
+    rejects: list[InputReject] = field(default_factory=list)
 
 
 def discover(videos: str | None, manifest: Path | None, suffixes: set[str] = VIDEO_SUFFIXES) -> Discovered:
     """Resolve ``videos`` (folder or glob) and ``manifest`` (CSV) into the build's inputs.
 
-    A missing folder/manifest or a glob that matches nothing is a ConfigError (the user's
-    mistake); a matched entry that is not a readable file is recorded in ``unreadable``.
+    A missing folder/manifest, a glob that matches nothing or an unusable manifest is a ConfigError (the
+    user's mistake); a bad manifest row or a matched entry that is not a readable file is a reject.
     """
-    check_inputs(videos, manifest, suffixes)
+    _require_input(videos, manifest)
     found = Discovered()
     candidates: list[Path] = []
+    narrations: dict[Path, list[Narration]] = {}
     if videos is not None:
         candidates += _expand(videos, suffixes)
     if manifest is not None:
-        listed, found.narrations = read_manifest(manifest)
-        candidates += listed
+        rows = read_manifest(manifest)
+        candidates += rows.videos
+        narrations = rows.narrations
+        found.rejects += rows.rejects
     seen: set[Path] = set()
     for path in candidates:
         key = path.absolute()
@@ -46,21 +83,25 @@ def discover(videos: str | None, manifest: Path | None, suffixes: set[str] = VID
         seen.add(key)
         problem = _unreadable_reason(path)
         if problem:
-            found.unreadable.append((key, problem))
+            found.rejects.append(InputReject(str(key), UNREADABLE, problem))
         else:
             found.videos.append(key)
-    found.narrations = {p.absolute(): n for p, n in found.narrations.items()}
+    found.narrations = {p.absolute(): n for p, n in narrations.items()}
     return found
 
 
 def check_inputs(videos: str | None, manifest: Path | None, suffixes: set[str] = VIDEO_SUFFIXES) -> None:
-    """Fail fast, before any work starts, on inputs that cannot be found (ConfigError)."""
-    if videos is None and manifest is None:
-        raise ConfigError("no input: give --videos PATH (folder or glob) and/or --manifest CSV")
+    """Fail fast, before any work starts, on inputs that cannot be found or read as a whole (ConfigError)."""
+    _require_input(videos, manifest)
     if videos is not None:
         _expand(videos, suffixes)
-    if manifest is not None and not manifest.is_file():
-        raise ConfigError(f"manifest does not exist: {manifest}")
+    if manifest is not None:
+        read_manifest(manifest)  # its bad rows are rejects, found again by ``discover``
+
+
+def _require_input(videos: str | None, manifest: Path | None) -> None:
+    if videos is None and manifest is None:
+        raise ConfigError("no input: give --videos PATH (folder or glob) and/or --manifest CSV")
 
 
 def _expand(videos: str, suffixes: set[str]) -> list[Path]:
@@ -90,37 +131,87 @@ def _unreadable_reason(path: Path) -> str | None:
         return f"cannot open: {err.strerror or err}"
 
 
-def read_manifest(manifest: Path) -> tuple[list[Path], dict[Path, list[Narration]]]:
-    """Read a CSV with a ``video`` column and optional ``start_s``, ``end_s``, ``text``.
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """``text`` quoted, cut to ``limit`` characters: error messages never carry a whole input."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
-    Relative video paths resolve against the manifest's folder. Rows without a narration just
-    list a video.
+
+def read_manifest(manifest: Path) -> ManifestRows:
+    """Read a UTF-8 CSV with a ``video`` column and optional ``start_s``, ``end_s``, ``text``.
+
+    Relative video paths resolve against the manifest's folder. Rows without a narration just list a
+    video. A row with a bad narration is rejected whole (its video is not listed by that row).
     """
+    text = _manifest_text(manifest)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        columns = reader.fieldnames or []
+        if "video" not in columns:
+            has = ", ".join(excerpt(c, 20) for c in columns[:8]) + (", ..." if len(columns) > 8 else "")
+            raise ConfigError(f"manifest {manifest} needs a 'video' column in its first line (has: {has or 'nothing'})")
+        found = ManifestRows()
+        for row in reader:
+            line = reader.line_num
+            if not any(isinstance(cell, str) and cell.strip() for cell in row.values()):
+                continue  # a row of empty cells (spreadsheets export them) lists nothing
+            try:
+                path, narration = _row(row, manifest)
+            except StageError as err:
+                where = f"{manifest.absolute()}:{line}"
+                found.rejects.append(InputReject(where, err.reason, f"manifest {manifest} line {line}: {err.detail}"))
+                continue
+            found.videos.append(path)
+            if narration is not None:
+                found.narrations.setdefault(path, []).append(narration)
+    except csv.Error as err:
+        raise ConfigError(f"manifest {manifest} is not valid CSV (line {reader.reader.line_num}: {err})") from None
+    return found
+
+
+def _manifest_text(manifest: Path) -> str:
     if not manifest.is_file():
         raise ConfigError(f"manifest does not exist: {manifest}")
-    with open(manifest, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        columns = set(reader.fieldnames or [])
-        if "video" not in columns:
-            raise ConfigError(f"manifest {manifest} needs a 'video' column (has: {sorted(columns)})")
-        rows = list(reader)
-    videos: list[Path] = []
-    narrations: dict[Path, list[Narration]] = {}
-    for line, row in enumerate(rows, start=2):
-        path = Path(row["video"].strip())
-        path = path if path.is_absolute() else manifest.parent / path
-        videos.append(path)
-        text = (row.get("text") or "").strip()
-        if not text:
-            continue
-        try:
-            start, end = float(row.get("start_s") or "nan"), float(row.get("end_s") or "nan")
-        except ValueError as err:
-            raise ConfigError(f"manifest {manifest} line {line}: bad time: {err}") from None
-        if not (math.isfinite(start) and math.isfinite(end)) or end <= start or start < 0:
-            raise ConfigError(
-                f"manifest {manifest} line {line}: a narration needs 0 <= start_s < end_s "
-                f"(got start_s={row.get('start_s')!r}, end_s={row.get('end_s')!r})"
-            )
-        narrations.setdefault(path, []).append(Narration(start_s=start, end_s=end, text=text))
-    return videos, narrations
+    try:
+        data = manifest.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read manifest {manifest}: {err.strerror or err}") from None
+    try:
+        return data.decode("utf-8-sig")  # a byte-order mark (spreadsheet exports) is not part of the first column
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ConfigError(
+            f"manifest {manifest} is not UTF-8 text (byte 0x{data[err.start]:02x} on line {line}); save it as UTF-8"
+        ) from None
+
+
+def _row(row: dict[str | None, str | None], manifest: Path) -> tuple[Path, Narration | None]:
+    """The video and narration of one manifest row, or StageError saying what is wrong with it."""
+    video = (row.get("video") or "").strip()
+    if not video:
+        raise StageError("manifest_no_video", "the video cell is empty")
+    path = Path(video)
+    path = path if path.is_absolute() else manifest.parent / path
+    text = (row.get("text") or "").strip()
+    if not text:
+        return path, None
+    start, end = _time(row, "start_s"), _time(row, "end_s")
+    if start < 0 or end < 0:
+        raise StageError("narration_negative_time", f"narration {excerpt(text)} has a negative time ({start:g} to {end:g} s)")
+    if end <= start:
+        raise StageError(
+            "narration_ends_before_start", f"narration {excerpt(text)} ends at {end:g} s, not after its start at {start:g} s"
+        )
+    return path, Narration(start_s=start, end_s=end, text=text)
+
+
+def _time(row: dict[str | None, str | None], column: str) -> float:
+    cell = (row.get(column) or "").strip()
+    if not cell:
+        raise StageError("narration_bad_time", f"a narration needs {column} (the cell is empty)")
+    try:
+        value = float(cell)
+    except ValueError:
+        raise StageError("narration_bad_time", f"{column} {excerpt(cell, 20)} is not a number") from None
+    if not math.isfinite(value):
+        raise StageError("narration_bad_time", f"{column} {excerpt(cell, 20)} is not a finite number")
+    return value

@@ -1,4 +1,10 @@
-"""Probe a video: stream properties, a content-derived id, and proof that its first frame decodes."""
+"""Probe a video: stream properties, a content-derived id, and proof that its first frame decodes.
+
+Sizes are the displayed ones: with orientation auto-applied (OpenCV's FFmpeg default, set here explicitly)
+OpenCV 5 reports CAP_PROP_FRAME_WIDTH/HEIGHT after the display rotation (a 320x240 stream tagged 90 degrees
+reads 240x320) and CAP_PROP_ORIENTATION_META gives the tag in ffmpeg's sense (90: shown turned clockwise).
+Both decoders (hiw.video.decode) return frames as displayed, so the clip's size and intrinsics follow from these.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ def probe_video(path: Path) -> VideoSource:
     try:
         if not cap.isOpened():
             raise StageError("unreadable_video", "no decodable video stream (corrupt, truncated or not a video)")
+        cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)  # the sizes below are then the displayed ones
         fps = cap.get(cv2.CAP_PROP_FPS)
         n_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
@@ -36,8 +43,6 @@ def probe_video(path: Path) -> VideoSource:
     finally:
         cap.release()
     codec = fourcc.to_bytes(4, "little").decode("ascii", errors="replace").strip("\x00 ") or "unknown"
-    if rotation in (90, 270):
-        width, height = height, width  # report the displayed size
     return VideoSource(
         video_id=video_id(path),
         path=str(path),

@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hiw.quarantine import quarantine
+
 FRAMES_DIR = Path("cache") / "frames"
 JPEG_QUALITY = 90
 
@@ -49,8 +51,26 @@ def frames_hash(jpegs: list[bytes]) -> str:
 
 
 def stored_frames(root: Path, name: str) -> list[Path]:
-    """The frames stored under ``name`` (empty when there are none)."""
-    return sorted((root / FRAMES_DIR / name).glob("*.jpg"))
+    """The frames stored under ``name`` (empty when there are none, or when one is not a whole JPEG: that folder
+    is moved aside and the frames are made again)."""
+    folder = root / FRAMES_DIR / name
+    paths = sorted(folder.glob("*.jpg"))
+    broken = next((p for p in paths if not _whole_jpeg(p)), None)
+    if broken is not None:
+        quarantine(folder, f"{broken.name} is not a whole JPEG")
+        return []
+    return paths
+
+
+def _whole_jpeg(path: Path) -> bool:
+    """Starts with the JPEG start-of-image marker and ends with end-of-image (a cut-off copy does not)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+            f.seek(-2, os.SEEK_END)
+            return head == b"\xff\xd8" and f.read(2) == b"\xff\xd9"
+    except OSError:
+        return False
 
 
 def write_frames(root: Path, clip_id: str, jpegs: list[bytes]) -> list[Path]:

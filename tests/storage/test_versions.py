@@ -21,6 +21,7 @@ from conftest import copy_fphab, copy_fphab_all, fphab_config
 from hiw import config as config_module
 from hiw.cli import app
 from hiw.config import STAGE_FIELDS, BuildConfig
+from hiw.errors import ConfigError
 from hiw.flows.build import build_plain
 from hiw.schemas.ids import file_digest
 from hiw.storage import list_versions, load_manifest, read_table
@@ -330,3 +331,15 @@ def test_root_of_an_older_hiw_is_a_clear_error(tmp_path):
         assert result.exit_code == 2, (args, result.output)
         text = " ".join(result.stderr.split())
         assert "older hiw" in text and "hiw build --out" in text and "Traceback" not in result.output
+
+
+def test_the_lock_says_who_holds_it(tmp_path):
+    root = tmp_path / "out"
+    with BuildLock(root, task="hiw gc"):
+        with pytest.raises(ConfigError, match=r"`hiw gc` is cleaning .*wait for it to finish or build into another --out"):
+            with BuildLock(root):
+                pass
+    with BuildLock(root):
+        with pytest.raises(ConfigError, match=r"cannot run hiw gc: another build is publishing into .*wait for it to finish$"):
+            with BuildLock(root, task="hiw gc"):
+                pass
