@@ -67,8 +67,11 @@ def _config_parameters() -> list[inspect.Parameter]:
 
 def build(config: Path | None = None, **flags: Any) -> None:
     """Build a dataset from videos: clips, hand motion, captions, rejects, and a DuckDB catalog."""
+    from hiw.flows.checks import check_config
+
     try:
         cfg = load_config(config, **flags)
+        check_config(cfg)  # before torch and Prefect load: a typo answers at once
     except ConfigError as err:
         fail(err, EXIT_USAGE)
     summary = run_and_report(cfg)

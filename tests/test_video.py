@@ -137,3 +137,16 @@ def test_decode_clip_decord_and_cv2_agree(small_video):
 def test_working_size_never_upscales():
     assert working_size(1920, 1080, 640) == (640, 360)
     assert working_size(320, 240, 640) == (320, 240)
+
+
+def test_a_cut_off_stored_frame_is_moved_aside_and_the_frames_made_again(tmp_path):
+    from hiw.video.sample import encode_frames, stored_frames, write_frames
+
+    jpegs = encode_frames(textured_frames(6, 64, 48), 3, 64)
+    written = write_frames(tmp_path, "c_1-3x64", jpegs)
+    assert stored_frames(tmp_path, "c_1-3x64") == written
+    written[1].write_bytes(written[1].read_bytes()[:40])  # a copy cut short: not a whole JPEG any more
+    assert stored_frames(tmp_path, "c_1-3x64") == []  # so the build decodes the clip's frames again
+    [aside] = (tmp_path / "cache" / "frames").iterdir()
+    assert aside.name.startswith("c_1-3x64.corrupt-")
+    assert [p.read_bytes() for p in write_frames(tmp_path, "c_1-3x64", jpegs)] == jpegs

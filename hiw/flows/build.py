@@ -16,11 +16,12 @@ from typing import Any
 from prefect import flow
 
 from hiw.config import BuildConfig
-from hiw.errors import ConfigError, StageError
+from hiw.errors import StageError
 from hiw.flows import stages
 from hiw.flows.annotate import VLMPhase
+from hiw.flows.checks import check_config, input_suffixes
 from hiw.flows.holds import unreadable_source
-from hiw.flows.runners import PlainRunner, PrefectRunner, check_api, shared_api, task_runner
+from hiw.flows.runners import PlainRunner, PrefectRunner, shared_api, task_runner
 from hiw.flows.summary import BuildSummary, Progress, current_progress, reporting_to, summarise
 from hiw.flows.units import ClipResult, VideoResult, Where, failed_clip, failure, process_clip, process_video
 from hiw.flows.version import PlannedVideo, VersionPlan
@@ -28,8 +29,7 @@ from hiw.schemas import Reject
 from hiw.storage import write_catalog
 from hiw.storage.groups import GroupStore
 from hiw.storage.versions import BuildLock
-from hiw.trackers.precomputed import TRACK_SUFFIXES
-from hiw.video.discover import VIDEO_SUFFIXES, check_inputs, discover
+from hiw.video.discover import discover
 
 REPORT_KEY = "hiw-build-report"
 
@@ -43,8 +43,7 @@ def run_build(cfg: BuildConfig, runner: PlainRunner, progress: Progress | None =
 
 def _build(cfg: BuildConfig, runner: PlainRunner, progress: Progress) -> BuildSummary:
     started = time.perf_counter()
-    suffixes = TRACK_SUFFIXES if cfg.tracker == "precomputed" else VIDEO_SUFFIXES
-    found = runner.run("discover", discover, cfg.videos, cfg.manifest, suffixes)
+    found = runner.run("discover", discover, cfg.videos, cfg.manifest, input_suffixes(cfg))
     progress.videos_found(len(found.videos) + len(found.unreadable))
     source_rejects = [Reject.of("discover", r.error(), r.source) for r in found.rejects]  # unreadable entries, bad rows
     tracker_name = stages.tracker_version(cfg)
@@ -133,14 +132,6 @@ def hiw_build(config: BuildConfig | dict[str, Any]) -> BuildSummary:
         summary = run_build(cfg, PrefectRunner(tasks, cfg), current_progress())
     create_markdown_artifact(markdown=report_markdown(summary), key=REPORT_KEY, description=f"hiw build of {cfg.out}")
     return summary
-
-
-def check_config(cfg: BuildConfig) -> None:
-    """Usage errors a build would only meet later, after a server and workers have started."""
-    check_inputs(cfg.videos, cfg.manifest, TRACK_SUFFIXES if cfg.tracker == "precomputed" else VIDEO_SUFFIXES)
-    check_api(cfg)
-    if cfg.vlm != "kinematic" and cfg.vocab is not None and not cfg.vocab.is_file():
-        raise ConfigError(f"vocabulary file does not exist: {cfg.vocab}")
 
 
 def build_flow(cfg: BuildConfig, progress: Progress | None = None) -> BuildSummary:

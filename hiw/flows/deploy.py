@@ -17,7 +17,8 @@ from pathlib import Path
 
 from hiw.config import BuildConfig
 from hiw.errors import ConfigError
-from hiw.flows.build import check_config, hiw_build
+from hiw.flows.build import hiw_build
+from hiw.flows.checks import check_config
 
 
 def absolute(cfg: BuildConfig) -> BuildConfig:

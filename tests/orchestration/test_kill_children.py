@@ -2,8 +2,8 @@
 
 Real processes: `hiw` runs as a subprocess on real F-PHAB tracks, the test waits until its children exist (Prefect's
 temporary server, pool or Dask workers), SIGKILLs the hiw process alone, as an OOM kill or a cron timeout does, and
-checks that every process it had started is gone within seconds. A build that ends normally leaves nothing behind
-either, and its watchdog stopped nothing early. And --workers starts no more worker processes than the machine has cores.
+checks that every process it had started is gone within seconds (every other CLI build of the suite shows that the
+watchdog stops nothing early). And --workers starts no more worker processes than the machine has cores.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import pytest
 from conftest import FPHAB_SETTINGS, FPHAB_TWO_GROUPS, copy_fphab_all, fphab_config
 from hiw.flows import lifeline
 from hiw.flows.runners import task_runner
-from hiw.storage.verify import verify_version
 
 HIW = Path(sys.executable).with_name("hiw")
 START_S = 150  # a cold temporary server and pool on a busy 2-core machine take a while
@@ -143,27 +142,6 @@ def test_sigkill_of_hiw_deploy_kills_its_temporary_server(inputs, env, tmp_path)
         proc.kill()
         proc.wait()
     children.assert_all_gone("after SIGKILL of hiw deploy")
-
-
-def watch_until_exit(proc: subprocess.Popen) -> Descendants:
-    """``proc``'s descendants, watched until it ends."""
-    children = Descendants(proc.pid)
-    while proc.poll() is None:
-        children.look()
-        time.sleep(0.1)
-    return children
-
-
-@pytest.mark.slow
-def test_a_build_that_ends_normally_leaves_no_process_and_publishes_a_whole_version(fphab_dir, env, tmp_path):
-    inputs = copy_fphab_all(fphab_dir, tmp_path / "in", FPHAB_TWO_GROUPS[:1])
-    log = tmp_path / "build.log"
-    proc = start(build_args(inputs, tmp_path / "out", FPHAB_SETTINGS, "process"), env, log)
-    children = watch_until_exit(proc)
-    assert proc.returncode == 0, log.read_text()[-3000:]
-    assert sum(map(is_worker, children.seen.values())) >= 1, list(children.seen.values())  # it did start workers
-    assert verify_version(tmp_path / "out") == []  # published and whole: nothing was stopped early
-    children.assert_all_gone("after a normal build")
 
 
 HOLDER = """
