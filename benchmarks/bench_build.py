@@ -31,7 +31,7 @@ from hiw import runtime  # noqa: E402
 runtime.configure()
 
 from hiw.config import load_config  # noqa: E402
-from hiw.flows import stages  # noqa: E402
+from hiw.flows import settings, stages  # noqa: E402
 from hiw.flows.build import build_flow, build_plain  # noqa: E402
 from hiw.video.clips import plan_clips  # noqa: E402
 from hiw.video.probe import probe_video  # noqa: E402
@@ -43,7 +43,7 @@ def bare_mediapipe_fps(cfg, video: Path) -> float:
     """mediapipe Hands over the same decoded frames, nothing else: the tracker's own speed."""
     import mediapipe as mp
 
-    clips, _ = plan_clips(probe_video(video), [], stages.clip_plan(cfg))
+    clips, _ = plan_clips(probe_video(video), [], settings.clip_plan(cfg))
     frames = [stages.decode(c, cfg) for c in clips]
     n, start = 0, time.perf_counter()
     for clip_frames in frames:

@@ -27,8 +27,9 @@ runtime.configure()
 
 import numpy as np  # noqa: E402
 
-from hiw.config import load_config  # noqa: E402
+from hiw.config import BuildConfig, load_config  # noqa: E402
 from hiw.flows import stages  # noqa: E402
+from hiw.flows.settings import motion_settings  # noqa: E402
 from hiw.motion.camera import camera_space_keypoints, compensate_rotation  # noqa: E402
 from hiw.motion.evaluate import fit_error, robustness, roundtrip  # noqa: E402
 from hiw.motion.fit import fit_hand  # noqa: E402
@@ -44,6 +45,7 @@ FPHAB = FIXTURES / "pose3d" / "fphab"
 
 
 def fphab_accuracy(stride: int) -> None:
+    build = motion_settings(BuildConfig())  # the fit, gap filling and smoothing a build runs
     files = sorted(FPHAB.glob("Subject_*/*/*/skeleton.txt"))[::stride]
     fit_mm, noisy_mm, out_mm, coverage, skipped = [], [], [], [], 0
     started = time.perf_counter()
@@ -52,8 +54,8 @@ def fphab_accuracy(stride: int) -> None:
         if joints is None or len(joints) < 10:
             skipped += 1
             continue
-        fit_mm.append(fit_error(joints)[0])
-        n_mm, o_mm, cov = robustness(joints, noise_mm=5.0, drop=0.2, seed=i)
+        fit_mm.append(fit_error(joints, build.fit)[0])
+        n_mm, o_mm, cov = robustness(joints, noise_mm=5.0, drop=0.2, settings=build, seed=i)
         noisy_mm.append(n_mm), out_mm.append(o_mm), coverage.append(cov)
         if (i + 1) % 50 == 0:
             print(f"  {i + 1}/{len(files)} sequences, {time.perf_counter() - started:.0f} s", file=sys.stderr)
@@ -69,7 +71,7 @@ def fphab_accuracy(stride: int) -> None:
         f"frames returned {np.mean(coverage):.1%}"
     )
     for twist in (0.0, 10.0):
-        joint_deg, glob_deg = roundtrip(500, seed=1, max_twist_deg=twist)
+        joint_deg, glob_deg = roundtrip(build.fit, 500, seed=1, max_twist_deg=twist)
         print(f"  round trip, 500 random poses, twist up to {twist:g} deg: joints {joint_deg:.3f} deg, global {glob_deg:.4f} deg")
 
 
@@ -78,25 +80,26 @@ def cost_and_world_frame(repeats: int) -> None:
     video = probe_video(VIDEO)
     (clip,), _ = stages.plan(video, [], cfg)
     frames = stages.decode(clip, cfg)
+    K = stages.intrinsics(clip, cfg)
     track_s, fit_s, camera_s, motion_s = [], [], [], []
     for _ in range(repeats):  # interleaved, so both sides see the same machine load
         t = time.perf_counter()
         tracks = stages.track(frames, clip, cfg)
         track_s.append(time.perf_counter() - t)
         t = time.perf_counter()
-        cam = stages.camera(frames, tracks, clip, cfg)
+        rot = stages.camera(frames, tracks, clip, cfg)
         camera_s.append(time.perf_counter() - t)
         t = time.perf_counter()
-        record = stages.motion(tracks, cam, clip, cfg, "bench")
+        record = stages.motion(tracks, (K, rot), clip, cfg, "bench")
         motion_s.append(time.perf_counter() - t)
         t = time.perf_counter()
         for side in ("left", "right"):  # the fitting alone, on the same camera-space keypoints
             hand = tracks.hands[side]
             kp2d, kp3d = hand.keypoints_2d.reshape(-1, 21, 3), hand.keypoints_3d.reshape(-1, 21, 3)
-            space = camera_space_keypoints(kp2d, kp3d, hand.valid, cam[0])
+            space = camera_space_keypoints(kp2d, kp3d, hand.valid, K)
             keypoints = to_mano21(space.keypoints, "openpose21")
             ok = plausible_frames(keypoints, space.valid)
-            fit_hand(OpenSkeleton.calibrated(side, keypoints, ok), keypoints, ok)
+            fit_hand(OpenSkeleton.calibrated(side, keypoints, ok), keypoints, ok, motion_settings(cfg).fit)
         fit_s.append(time.perf_counter() - t)
     n = len(frames)
     per = {
@@ -107,16 +110,13 @@ def cost_and_world_frame(repeats: int) -> None:
     for name, ms in per.items():
         print(f"  {name:7s} {ms:6.2f} ms   ratio to tracking {ms / per['track']:.3f}")
 
-    rot = cam[1]
     print(
         f"World frame on {VIDEO.name}: head rotation over the clip {rot.total_angle_deg():.1f} deg "
         f"(max {rot.max_angle_deg():.1f}), pairs solved {rot.ok[1:].mean():.0%}"
     )
     for side in ("left", "right"):
         hand = tracks.hands[side]
-        space = camera_space_keypoints(
-            hand.keypoints_2d.reshape(-1, 21, 3), hand.keypoints_3d.reshape(-1, 21, 3), hand.valid, cam[0]
-        )
+        space = camera_space_keypoints(hand.keypoints_2d.reshape(-1, 21, 3), hand.keypoints_3d.reshape(-1, 21, 3), hand.valid, K)
         wrist = space.keypoints[:, 0]
         fixed = compensate_rotation(space.keypoints, rot.rotations)[:, 0]
         ok = space.valid

@@ -9,7 +9,7 @@ Then the paper-size SHIFT (4096 x 64 codebooks, width 512) for ``--paper-steps``
 its training throughput on this machine (0 skips it).
 
 Run: .venv/bin/python benchmarks/bench_shift.py [--steps 2000] [--clips 2000] [--preset tiny] [--batch 32]
-     [--paper-steps 5] [--paper-batch 32] [--device auto]
+     [--paper-steps 5] [--paper-batch 32] [--device auto] [--precision fp32|bf16|auto]
 """
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ from hiw.config import load_config  # noqa: E402
 from hiw.data.sequences import dataset_sequences, procedural_sequences, screen  # noqa: E402
 from hiw.data.stats import compute_stats  # noqa: E402
 from hiw.flows.build import build_plain  # noqa: E402
-from hiw.models.checkpoint import load_tokenizer  # noqa: E402
-from hiw.models.evaluate import evaluate  # noqa: E402
-from hiw.models.runs import model_config, train_settings  # noqa: E402
-from hiw.models.train import pick_device, train  # noqa: E402
+from hiw.models.loop_settings import pick_device  # noqa: E402
+from hiw.models.shift_checkpoint import load_tokenizer  # noqa: E402
+from hiw.models.shift_eval import evaluate  # noqa: E402
+from hiw.models.shift_runs import model_config, train_settings  # noqa: E402
+from hiw.models.shift_train import train  # noqa: E402
 from hiw.storage import list_versions, load_manifest  # noqa: E402
 
 FPHAB = PROJECT.parent / "shared" / "fixtures" / "pose3d" / "fphab"
@@ -72,6 +73,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--paper-steps", type=int, default=5)
     parser.add_argument("--paper-batch", type=int, default=32)
+    parser.add_argument("--precision", default=None, help="the training loop's precision (default: the preset's, fp32)")
     args = parser.parse_args()
     if not FPHAB.is_dir():
         sys.exit(f"missing {FPHAB} (the shared F-PHAB fixture)")
@@ -84,11 +86,11 @@ def main() -> None:
     }
     fingerprint = f"bench-procedural-{args.clips}+{load_manifest(fphab).content_id(('motion',))}"
     stats = compute_stats(train_seqs.kept, fingerprint)
-    settings = train_settings(args.preset, steps=args.steps, batch=args.batch)
+    settings = train_settings(args.preset, steps=args.steps, batch=args.batch, precision=args.precision)
     print(
         f"train: {train_seqs.describe()}; test: "
         + ", ".join(f"{k} {len(v.kept)}" for k, v in test_sets.items())
-        + f"; {settings.steps} steps x batch {settings.batch}, preset {args.preset}, device {device}"
+        + f"; {settings.steps} steps x batch {settings.batch}, preset {args.preset}, device {device}, {settings.precision}"
     )
     results = {}
     for variant in VARIANTS:
@@ -122,12 +124,15 @@ def main() -> None:
     if args.paper_steps:
         run = WORK / "run-paper-shift"
         shutil.rmtree(run, ignore_errors=True)
-        paper = train_settings("paper", steps=args.paper_steps, batch=args.paper_batch, log_every=args.paper_steps)
+        paper = train_settings(
+            "paper", steps=args.paper_steps, batch=args.paper_batch, log_every=args.paper_steps, precision=args.precision
+        )
         result = train(run, model_config("paper", "shift"), paper, train_seqs.kept, stats, {"fingerprint": fingerprint}, device)
         results["paper_shift_windows_per_s"] = result.last["sequences_per_s"]
         print(f"paper-size shift: {result.last['sequences_per_s']:.1f} windows/s training (batch {paper.batch}) on {device}")
         shutil.rmtree(run, ignore_errors=True)
-    (WORK / f"results-{args.preset}-{args.steps}.json").write_text(json.dumps(results, indent=1))
+    suffix = f"-{args.precision}" if args.precision else ""
+    (WORK / f"results-{args.preset}-{args.steps}{suffix}.json").write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -55,7 +55,10 @@ def pcot_requests(n_clips: int, frames: int, max_tokens: int = 64) -> list[VLMRe
     requests = []
     for c in range(n_clips):
         clip = ClipInput(f"c_{c}", "v_bench", "bench.mp4", 8.0, None, facts)
-        requests += [ClipRequests.of(clip, clip_frames(c, frames), Sampling(max_tokens=max_tokens)).request(p) for p in PCOT]
+        requests += [
+            ClipRequests.of(clip, clip_frames(c, frames), Sampling(temperature=0.0, max_tokens=max_tokens, seed=0)).request(p)
+            for p in PCOT
+        ]
     return requests
 
 

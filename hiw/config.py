@@ -30,153 +30,127 @@ from pydantic_core import PydanticCustomError
 
 from hiw.errors import ConfigError
 from hiw.schemas.ids import stable_hash
+from hiw.schemas.stages import STAGES
 
-# Fields that say where data comes from / goes / how fast, not what the data is: not hashed.
-_NOT_HASHED = {
-    "videos",
-    "manifest",
-    "out",
-    "workers",
-    "runner",
-    "dask_address",
-    "task_retries",
-    "task_retry_backoff_s",
-    "task_timeout_s",
-    "mano_dir",
-    "vlm_url",
-    "vlm_concurrency",
-    "vlm_timeout_s",
-    "vlm_retries",
-    "vlm_invalid_retries",
-    "allow_empty",
-}
 
-# The settings each stage's output depends on: a rebuild reruns a stage only when its own settings (or its
-# inputs, or its version) changed. Every hashed field belongs to exactly one stage (a test checks it).
-STAGE_FIELDS: dict[str, tuple[str, ...]] = {
-    "plan": ("clip_mode", "window_s", "stride_s", "min_clip_s"),
-    "observe": (  # decode + track + camera: the expensive part, cached per clip
-        "decoder",
-        "track_width",
-        "tracker",
-        "model_complexity",
-        "min_detection_confidence",
-        "min_tracking_confidence",
-        "mirrored_input",
-        "intrinsics",
-        "hfov_deg",
-        "compensate_head_rotation",
-    ),
-    "motion": (
-        "hand_model",
-        "fit_iterations",
-        "fps",
-        "max_gap_s",
-        "savgol_window_s",
-        "savgol_order",
-        "gaussian_sigma_s",
-        "min_both_hands_frac",
-        "min_motion_s",
-        "max_jitter_translation",
-        "max_jitter_rotation",
-    ),
-    "vlm_frames": ("vlm_frames", "vlm_frame_width"),
-    "annotate": (
-        "vlm",
-        "vlm_model",
-        "vlm_temperature",
-        "vlm_max_tokens",
-        "vlm_seed",
-        "vocab",
-        "qa_min_agreement",
-        "qa_lof_neighbors",
-        "qa_max_outlier_factor",
-    ),
-}
+def setting(stage: str | None, *args: Any, **kwargs: Any) -> Any:
+    """A ``BuildConfig`` field and the stage whose output depends on it (``hiw.schemas.stages``): a rebuild redoes
+    that stage when the value changes. None: where data comes from or goes, or how fast, not what it is (not hashed)."""
+    if stage is not None and stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; the stages are {', '.join(STAGES)}")
+    return Field(*args, json_schema_extra={"stage": stage}, **kwargs)
 
 
 class BuildConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    videos: str | None = Field(
-        None, description="folder (searched recursively) or glob of input videos (track files with --tracker precomputed)"
+    videos: str | None = setting(
+        None, None, description="folder (searched recursively) or glob of input videos (track files with --tracker precomputed)"
     )
-    manifest: Path | None = Field(None, description="CSV with columns video[,start_s,end_s,text] (Ego4D-style narrations)")
-    out: Path = Field(Path("hiw-out"), description="dataset root to write tables and catalog into")
-    clip_mode: Literal["auto", "window", "narration"] = Field(
-        "auto", description="auto: narration spans when a video has narrations, else fixed windows"
+    manifest: Path | None = setting(
+        None, None, description="CSV with columns video[,start_s,end_s,text] (Ego4D-style narrations)"
     )
-    window_s: float = Field(8.0, gt=0, description="fixed-window clip length in seconds")
-    stride_s: float | None = Field(None, gt=0, description="seconds between window starts (default: window_s)")
-    min_clip_s: float = Field(2.0, gt=0, description="shortest clip kept; short narrations are widened to it")
-    decoder: Literal["auto", "decord", "cv2"] = Field("auto", description="video decoder (auto: decord, cv2 fallback)")
-    track_width: int = Field(640, ge=64, description="frames are decoded at this width for tracking")
-    tracker: Literal["mediapipe", "precomputed"] = Field(
-        "mediapipe", description="hand tracker backend; precomputed reads F-PHAB .txt or HaWoR-style .npz tracks"
+    out: Path = setting(None, Path("hiw-out"), description="dataset root to write tables and catalog into")
+    clip_mode: Literal["auto", "window", "narration"] = setting(
+        "plan", "auto", description="auto: narration spans when a video has narrations, else fixed windows"
     )
-    model_complexity: Literal[0, 1] = Field(1, description="mediapipe Hands model complexity")
-    min_detection_confidence: float = Field(0.5, ge=0, le=1, description="mediapipe palm detection threshold")
-    min_tracking_confidence: float = Field(0.5, ge=0, le=1, description="mediapipe landmark tracking threshold")
-    mirrored_input: bool = Field(False, description="input is mirrored (selfie); egocentric video is not")
-    hand_model: Literal["open", "mano"] = Field("open", description="open skeleton (no licence), or MANO from --mano-dir")
-    mano_dir: Path | None = Field(None, description="folder with MANO_RIGHT.pkl / MANO_LEFT.pkl (default: $MANO_DIR)")
-    intrinsics: str | None = Field(None, description="camera fx,fy,cx,cy in source pixels for every video")
-    hfov_deg: float = Field(90.0, gt=10, lt=180, description="horizontal field of view assumed without intrinsics")
-    compensate_head_rotation: bool = Field(True, description="express hands in the first frame's camera orientation")
-    fit_iterations: int = Field(30, ge=0, description="L-BFGS refinement steps of the hand fit")
-    fps: float = Field(15.0, gt=0, description="canonical motion frame rate")
-    max_gap_s: float = Field(0.5, ge=0, description="fill gaps in a hand's motion up to this long (SLERP)")
-    savgol_window_s: float = Field(0.3, ge=0, description="Savitzky-Golay smoothing window, seconds (0: off)")
-    savgol_order: int = Field(2, ge=1, le=5, description="Savitzky-Golay polynomial order")
-    gaussian_sigma_s: float = Field(0.02, ge=0, description="Gaussian smoothing after Savitzky-Golay, seconds (0: off)")
-    min_both_hands_frac: float = Field(
-        0.8, ge=0, le=1, description="reject clips where the tracker sees both hands in fewer frames than this"
+    window_s: float = setting("plan", 8.0, gt=0, description="fixed-window clip length in seconds")
+    stride_s: float | None = setting("plan", None, gt=0, description="seconds between window starts (default: window_s)")
+    min_clip_s: float = setting("plan", 2.0, gt=0, description="shortest clip kept; short narrations are widened to it")
+    decoder: Literal["auto", "decord", "cv2"] = setting(
+        "observe", "auto", description="video decoder (auto: decord, cv2 fallback)"
     )
-    min_motion_s: float = Field(1.0, ge=0, description="reject clips whose longest span with every seen hand valid is shorter")
-    max_jitter_translation: float = Field(50.0, gt=0, description="reject above this top-3 mean wrist acceleration, m/s^2")
-    max_jitter_rotation: float = Field(500.0, gt=0, description="reject above this top-3 mean angular acceleration, rad/s^2")
-    vlm: Literal["kinematic", "openai", "vllm"] = Field(
+    track_width: int = setting("observe", 640, ge=64, description="frames are decoded at this width for tracking")
+    tracker: Literal["mediapipe", "precomputed"] = setting(
+        "observe", "mediapipe", description="hand tracker backend; precomputed reads F-PHAB .txt or HaWoR-style .npz tracks"
+    )
+    model_complexity: Literal[0, 1] = setting("observe", 1, description="mediapipe Hands model complexity")
+    min_detection_confidence: float = setting("observe", 0.5, ge=0, le=1, description="mediapipe palm detection threshold")
+    min_tracking_confidence: float = setting("observe", 0.5, ge=0, le=1, description="mediapipe landmark tracking threshold")
+    mirrored_input: bool = setting("observe", False, description="input is mirrored (selfie); egocentric video is not")
+    hand_model: Literal["open", "mano"] = setting(
+        "motion", "open", description="open skeleton (no licence), or MANO from --mano-dir"
+    )
+    mano_dir: Path | None = setting(None, None, description="folder with MANO_RIGHT.pkl / MANO_LEFT.pkl (default: $MANO_DIR)")
+    intrinsics: str | None = setting("observe", None, description="camera fx,fy,cx,cy in source pixels for every video")
+    hfov_deg: float = setting("observe", 90.0, gt=10, lt=180, description="horizontal field of view assumed without intrinsics")
+    compensate_head_rotation: bool = setting("observe", True, description="express hands in the first frame's camera orientation")
+    fit_iterations: int = setting("motion", 30, ge=0, description="L-BFGS refinement steps of the hand fit")
+    fps: float = setting("motion", 15.0, gt=0, description="canonical motion frame rate")
+    max_gap_s: float = setting("motion", 0.5, ge=0, description="fill gaps in a hand's motion up to this long (SLERP)")
+    savgol_window_s: float = setting("motion", 0.3, ge=0, description="Savitzky-Golay smoothing window, seconds (0: off)")
+    savgol_order: int = setting("motion", 2, ge=1, le=5, description="Savitzky-Golay polynomial order")
+    gaussian_sigma_s: float = setting(
+        "motion", 0.02, ge=0, description="Gaussian smoothing after Savitzky-Golay, seconds (0: off)"
+    )
+    min_both_hands_frac: float = setting(
+        "quality", 0.8, ge=0, le=1, description="reject clips where the tracker sees both hands in fewer frames than this"
+    )
+    min_motion_s: float = setting(
+        "quality", 1.0, ge=0, description="reject clips whose longest span with every seen hand valid is shorter"
+    )
+    max_jitter_translation: float = setting(
+        "quality", 50.0, gt=0, description="reject above this top-3 mean wrist acceleration, m/s^2"
+    )
+    max_jitter_rotation: float = setting(
+        "quality", 500.0, gt=0, description="reject above this top-3 mean angular acceleration, rad/s^2"
+    )
+    vlm: Literal["kinematic", "openai", "vllm"] = setting(
+        "annotate",
         "kinematic",
         description="captioner: kinematic (offline, from the tracks), openai (an OpenAI-compatible server such as "
         "`vllm serve`), vllm (in-process vLLM; needs the vllm package and a GPU)",
     )
-    vlm_url: str = Field("http://127.0.0.1:8000/v1", description="--vlm openai: the server's base URL")
-    vlm_model: str | None = Field(None, description="--vlm openai|vllm: the served model name (openai) or model path (vllm)")
-    vlm_concurrency: int = Field(16, ge=1, description="most VLM requests in flight at once")
-    vlm_timeout_s: float = Field(120.0, gt=0, description="per-request timeout, seconds")
-    vlm_retries: int = Field(4, ge=0, description="retries of a request on 429/5xx/timeouts (exponential backoff)")
-    vlm_invalid_retries: int = Field(2, ge=0, description="re-asks of a VLM request whose answer is not the schema's JSON")
-    vlm_frames: int = Field(8, ge=0, le=64, description="frames per clip sent to the VLM (0: text only)")
-    vlm_frame_width: int = Field(448, ge=64, description="width of the frames sent to the VLM, pixels")
-    vlm_temperature: float = Field(0.0, ge=0, description="VLM sampling temperature")
-    vlm_max_tokens: int = Field(512, ge=16, description="most tokens per VLM answer")
-    vlm_seed: int = Field(0, description="VLM sampling seed")
-    vocab: Path | None = Field(
-        None, description="closed vocabulary: a saved vocabulary .json, or narrations (.txt lines or a .csv 'text' column)"
+    vlm_url: str = setting(None, "http://127.0.0.1:8000/v1", description="--vlm openai: the server's base URL")
+    vlm_model: str | None = setting(
+        "annotate", None, description="--vlm openai|vllm: the served model name (openai) or model path (vllm)"
     )
-    qa_min_agreement: float = Field(
-        0.3, ge=-1, le=1, description="reject VLM captions less similar than this to the PCoT answers"
+    vlm_concurrency: int = setting(None, 16, ge=1, description="most VLM requests in flight at once")
+    vlm_timeout_s: float = setting(None, 120.0, gt=0, description="per-request timeout, seconds")
+    vlm_retries: int = setting(None, 4, ge=0, description="retries of a request on 429/5xx/timeouts (exponential backoff)")
+    vlm_invalid_retries: int = setting(
+        None, 2, ge=0, description="re-asks of a VLM request whose answer is not the schema's JSON"
     )
-    qa_lof_neighbors: int = Field(20, ge=2, description="neighbours of the Local Outlier Factor over caption embeddings")
-    qa_max_outlier_factor: float = Field(1.5, gt=1, description="reject captions whose Local Outlier Factor is above this")
-    workers: int = Field(
+    vlm_frames: int = setting("vlm_frames", 8, ge=0, le=64, description="frames per clip sent to the VLM (0: text only)")
+    vlm_frame_width: int = setting("vlm_frames", 448, ge=64, description="width of the frames sent to the VLM, pixels")
+    vlm_temperature: float = setting("annotate", 0.0, ge=0, description="VLM sampling temperature")
+    vlm_max_tokens: int = setting("annotate", 512, ge=16, description="most tokens per VLM answer")
+    vlm_seed: int = setting("annotate", 0, description="VLM sampling seed")
+    vocab: Path | None = setting(
+        "annotate",
+        None,
+        description="closed vocabulary: a saved vocabulary .json, or narrations (.txt lines or a .csv 'text' column)",
+    )
+    qa_min_agreement: float = setting(
+        "annotate", 0.3, ge=-1, le=1, description="reject VLM captions less similar than this to the PCoT answers"
+    )
+    qa_lof_neighbors: int = setting(
+        "annotate", 20, ge=2, description="neighbours of the Local Outlier Factor over caption embeddings"
+    )
+    qa_max_outlier_factor: float = setting(
+        "annotate", 1.5, gt=1, description="reject captions whose Local Outlier Factor is above this"
+    )
+    workers: int = setting(
+        None,
         default_factory=lambda: min(2, os.cpu_count() or 1),
         ge=1,
         description="clips processed in parallel (threads, processes or local Dask workers)",
     )
-    runner: Literal["thread", "process", "dask"] = Field(
-        "thread", description="where clips run: threads or processes on this machine, or a Dask cluster"
+    runner: Literal["thread", "process", "dask"] = setting(
+        None, "thread", description="where clips run: threads or processes on this machine, or a Dask cluster"
     )
-    dask_address: str | None = Field(
-        None, description="--runner dask: scheduler address (tcp://host:8786) of an existing cluster (default: a local one)"
+    dask_address: str | None = setting(
+        None, None, description="--runner dask: scheduler address (tcp://host:8786) of an existing cluster (default: a local one)"
     )
-    task_retries: int = Field(2, ge=0, description="retries of a clip or video task after a transient failure (OSError, timeout)")
-    task_retry_backoff_s: float = Field(2.0, ge=0, description="first retry delay, seconds; doubles on each retry")
-    task_timeout_s: float = Field(
-        600.0, ge=0, description="a clip or video task running longer than this fails and is retried (0: no limit)"
+    task_retries: int = setting(
+        None, 2, ge=0, description="retries of a clip or video task after a transient failure (OSError, timeout)"
     )
-    allow_empty: bool = Field(
-        False, description="publish a version with no clips even when the current one has clips (else it is held back)"
+    task_retry_backoff_s: float = setting(None, 2.0, ge=0, description="first retry delay, seconds; doubles on each retry")
+    task_timeout_s: float = setting(
+        None, 600.0, ge=0, description="a clip or video task running longer than this fails and is retried (0: no limit)"
+    )
+    allow_empty: bool = setting(
+        None, False, description="publish a version with no clips even when the current one has clips (else it is held back)"
     )
 
     # vlm_url as given, credentials included; None when it has none. Private: pickled to worker processes with
@@ -204,13 +178,18 @@ class BuildConfig(BaseModel):
             parts = self.intrinsics.split(",")
             if len(parts) != 4 or not all(_is_positive_number(p) for p in parts):
                 raise ValueError(f"intrinsics must be four positive numbers 'fx,fy,cx,cy', got {self.intrinsics!r}")
-        if self.vlm != "kinematic" and not self.vlm_model:
+        if self.uses_vlm and not self.vlm_model:
             raise ValueError(f"--vlm {self.vlm} needs --vlm-model (the served model name, or a model path for --vlm vllm)")
         if self.dask_address and self.runner != "dask":
             raise ValueError(f"--dask-address needs --runner dask (got --runner {self.runner})")
         if self.min_clip_s > self.window_s:
             raise ValueError(f"min_clip_s ({self.min_clip_s:g}) must not exceed window_s ({self.window_s:g})")
         return self
+
+    @property
+    def uses_vlm(self) -> bool:
+        """Captions come from a vision-language model too (not only the offline kinematic captioner)."""
+        return self.vlm != "kinematic"
 
     def vlm_endpoint(self) -> str:
         """The VLM server's URL with the credentials it was given with (for the HTTP client only: never store it)."""
@@ -223,12 +202,23 @@ class BuildConfig(BaseModel):
         return tuple(float(p) for p in self.intrinsics.split(",")) if self.intrinsics else None
 
     def stage_hash(self, stage: str) -> str:
-        """Hash of the settings one stage depends on (``STAGE_FIELDS``)."""
+        """Hash of the settings one stage depends on (``STAGE_FIELDS``: the fields that name it)."""
         return stable_hash({name: self.model_dump(mode="json")[name] for name in STAGE_FIELDS[stage]}, length=12)
 
     def config_hash(self) -> str:
         """Hash of everything that shapes the data (not where it is read from or written to)."""
-        return stable_hash(self.model_dump(mode="json", exclude=_NOT_HASHED), length=12)
+        return stable_hash(self.model_dump(mode="json", exclude=set(NOT_HASHED)), length=12)
+
+
+def _stage(name: str) -> str | None:
+    return (BuildConfig.model_fields[name].json_schema_extra or {}).get("stage")
+
+
+# Derived from the fields: the settings of each stage, and those no stage's output depends on.
+STAGE_FIELDS: dict[str, tuple[str, ...]] = {
+    stage: tuple(name for name in BuildConfig.model_fields if _stage(name) == stage) for stage in STAGES
+}
+NOT_HASHED: frozenset[str] = frozenset(name for name in BuildConfig.model_fields if _stage(name) is None)
 
 
 def _is_positive_number(text: str) -> bool:

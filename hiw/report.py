@@ -13,26 +13,10 @@ from rich.table import Table
 
 from hiw.flows.summary import BuildSummary, Progress
 from hiw.schemas import ClipRecord
+from hiw.schemas.stages import STEPS
 
-STAGE_ORDER = [
-    "discover",
-    "probe",
-    "plan",
-    "load",
-    "observe_cached",
-    "decode",
-    "track",
-    "filter",
-    "camera",
-    "frames",
-    "motion",
-    "quality",
-    "annotate",
-    "vocabulary",
-    "vlm",
-    "caption_qa",
-    "write",
-]
+# Rows of the time table: the steps in the stage table's order, then what the driver times besides them.
+STAGE_ORDER = [*STEPS, "observe_cached", "vocabulary", "vlm", "write"]
 
 
 @dataclass

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -24,6 +26,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from hiw.config import BuildConfig, load_config  # noqa: E402
+from hiw.flows import settings  # noqa: E402
 from hiw.schemas import ClipSpec  # noqa: E402
 
 FIXTURES = PROJECT.parent / "shared" / "fixtures"
@@ -70,6 +73,42 @@ FPHAB_TWO_GROUPS = [
 FPHAB_SETTINGS = dict(
     tracker="precomputed", min_both_hands_frac=0, window_s=1.0, min_clip_s=0.5, min_motion_s=0.5, fit_iterations=0, workers=2
 )
+
+
+# The build's defaults: a module's settings in a test come from them (hiw.flows.settings), never from defaults of its own.
+DEFAULTS = BuildConfig()
+HIW = Path(sys.executable).with_name("hiw")
+
+
+def hiw(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The `hiw` command as users run it: a subprocess, 200 columns wide."""
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([str(HIW), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+def clip_plan(**settings_) -> object:
+    """The clip plan a build with these settings (and the defaults) uses."""
+    return settings.clip_plan(BuildConfig(**settings_))
+
+
+def vlm_client(url: str, model: str, **overrides):
+    """The VLM client with the build's settings (``stages.make_backend``) but those a test sets."""
+    from hiw.annotators.openai_backend import OpenAIBackend
+
+    values = dict(concurrency=DEFAULTS.vlm_concurrency, timeout_s=DEFAULTS.vlm_timeout_s, retries=DEFAULTS.vlm_retries)
+    return OpenAIBackend(url, model, **{**values, **overrides})
+
+
+def pcot_annotator(backend, cache=None, vocab=None, **sampling):
+    """The PCoT annotator with the build's settings (``stages.make_annotator``); ``sampling`` overrides the build's."""
+    import dataclasses
+
+    from hiw.annotators.pcot import PCoTAnnotator
+
+    chosen = dataclasses.replace(settings.sampling(DEFAULTS), **sampling)
+    return PCoTAnnotator(
+        backend, cache, vocab, chosen, max_active_clips=DEFAULTS.vlm_concurrency, invalid_retries=DEFAULTS.vlm_invalid_retries
+    )
 
 
 def fphab_config(inputs: Path, out: Path, **overrides) -> BuildConfig:

@@ -11,10 +11,9 @@ import typing
 import pytest
 import typer
 
-from conftest import copy_fphab, fphab_config
+from conftest import copy_fphab, fphab_config, hiw
 from hiw.config import BuildConfig, load_config
 from hiw.errors import ConfigError
-from test_cli import hiw
 
 FLOAT_FIELDS = [n for n, f in BuildConfig.model_fields.items() if float in (f.annotation, *typing.get_args(f.annotation))]
 KEY = "sk-hiw-test-4f9c2e7a"  # a made-up API key: it must show up nowhere but in the HTTP request

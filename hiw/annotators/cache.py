@@ -17,9 +17,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from hiw.annotators.requests import Reply
-from hiw.quarantine import quarantine
+from hiw.caches import RESPONSES_FILE, quarantine
 
-CACHE_FILE = Path("cache") / "vlm-responses.sqlite"
 log = logging.getLogger(__name__)
 
 
@@ -51,7 +50,7 @@ class ResponseCache:
 
     @classmethod
     def in_root(cls, root: Path) -> ResponseCache:
-        return cls(root / CACHE_FILE)
+        return cls(root / RESPONSES_FILE)
 
     def get(self, key: str) -> Reply | None:
         try:

@@ -88,11 +88,12 @@ class PCoTAnnotator:
     def __init__(
         self,
         backend: Backend,
-        cache: ResponseCache | None = None,
-        vocab: Vocabulary | None = None,
-        sampling: Sampling = Sampling(),
-        max_active_clips: int = 16,
-        invalid_retries: int = 2,
+        cache: ResponseCache | None,
+        vocab: Vocabulary | None,
+        sampling: Sampling,
+        *,
+        max_active_clips: int,
+        invalid_retries: int,
     ):
         self.backend = backend
         self.cache = cache

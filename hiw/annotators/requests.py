@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from hiw.schemas.ids import stable_hash
@@ -13,9 +13,9 @@ Status = Literal["ok", "invalid", "refused", "empty", "error", "timeout"]
 
 @dataclass(frozen=True)
 class Sampling:
-    temperature: float = 0.0
-    max_tokens: int = 512
-    seed: int = 0
+    temperature: float
+    max_tokens: int
+    seed: int
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,9 @@ class VLMRequest:
     context: str
     question: str
     schema: dict[str, Any]
+    sampling: Sampling
     images: tuple[str, ...] = ()  # the frames as data URLs, encoded once per clip and shared by its requests
     frames_hash: str = ""
-    sampling: Sampling = field(default_factory=Sampling)
 
     def messages(self, images_first: bool = True) -> list[dict[str, Any]]:
         images = [{"type": "image_url", "image_url": {"url": url}} for url in self.images]

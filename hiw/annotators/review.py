@@ -23,9 +23,9 @@ from hiw.schemas import Caption, Reject
 
 @dataclass(frozen=True)
 class ReviewSettings:
-    min_agreement: float = 0.3
-    lof_neighbors: int = 20
-    max_outlier_factor: float = 1.5
+    min_agreement: float
+    lof_neighbors: int
+    max_outlier_factor: float
 
 
 def review(annotations: list[ClipAnnotation], embedder: Embedder, settings: ReviewSettings) -> tuple[list[Caption], list[Reject]]:

@@ -16,7 +16,7 @@ from hiw.annotators.session import AnnotationSession
 from hiw.annotators.vocab import Vocabulary
 from hiw.config import BuildConfig
 from hiw.errors import StageError
-from hiw.flows import stages
+from hiw.flows import settings, stages
 from hiw.flows.runners import PlainRunner
 from hiw.schemas import Caption, Reject, ResponseRecord, VocabularyEntry
 
@@ -30,6 +30,8 @@ class AnnotationProgress:
 
 @dataclass
 class VLMOutput:
+    """The annotation group's rows: one list per table of ``GROUP_TABLES["annotation"]``, named as the table."""
+
     captions: list[Caption] = field(default_factory=list)
     responses: list[ResponseRecord] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
@@ -67,10 +69,10 @@ class VLMPhase:
             for a in annotations
             if any(failed(r) for r in a.responses) or any(reason == "internal_error" for reason, _ in a.failures)
         }
-        settings = ReviewSettings(self.cfg.qa_min_agreement, self.cfg.qa_lof_neighbors, self.cfg.qa_max_outlier_factor)
+        review_settings = settings.review_settings(self.cfg)
         out.rejects = failure_rejects(annotations)
         try:
-            out.captions, qa_rejects = self.runner.run("caption_qa", _review, annotations, settings)
+            out.captions, qa_rejects = self.runner.run("caption_qa", _review, annotations, review_settings)
         except Exception as err:  # noqa: BLE001 - keep the captions (unreviewed) and say why
             out.captions = [c for a in annotations for c in a.captions]
             why = StageError("internal_error", f"dataset-wide caption QA failed: {type(err).__name__}: {err}"[:500])

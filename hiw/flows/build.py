@@ -19,11 +19,13 @@ from hiw.config import BuildConfig
 from hiw.errors import StageError
 from hiw.flows import stages
 from hiw.flows.annotate import VLMPhase
-from hiw.flows.checks import check_config, input_suffixes
+from hiw.flows.attempts import Where
+from hiw.flows.checks import check_config
 from hiw.flows.holds import unreadable_source
 from hiw.flows.runners import PlainRunner, PrefectRunner, shared_api, task_runner
+from hiw.flows.sources import source_for
 from hiw.flows.summary import BuildSummary, Progress, current_progress, reporting_to, summarise
-from hiw.flows.units import ClipResult, VideoResult, Where, failed_clip, failure, process_clip, process_video
+from hiw.flows.units import CLIP_UNIT, UNITS, VIDEO_UNIT, ClipResult, VideoResult, failed_clip, failure
 from hiw.flows.version import PlannedVideo, VersionPlan
 from hiw.schemas import Reject
 from hiw.storage import write_catalog
@@ -43,11 +45,12 @@ def run_build(cfg: BuildConfig, runner: PlainRunner, progress: Progress | None =
 
 def _build(cfg: BuildConfig, runner: PlainRunner, progress: Progress) -> BuildSummary:
     started = time.perf_counter()
-    found = runner.run("discover", discover, cfg.videos, cfg.manifest, input_suffixes(cfg))
+    source = source_for(cfg)  # video files or track files: chosen once per build
+    found = runner.run("discover", discover, cfg.videos, cfg.manifest, source.suffixes)
     progress.videos_found(len(found.videos) + len(found.unreadable))
     source_rejects = [Reject.of("discover", r.error(), r.source) for r in found.rejects]  # unreadable entries, bad rows
-    tracker_name = stages.tracker_version(cfg)
-    futures = [runner.submit("process-video", process_video, p, found.narrations.get(p, []), cfg) for p in found.videos]
+    tracker = source.tracker_version(cfg)
+    futures = [runner.submit(VIDEO_UNIT, p, found.narrations.get(p, []), cfg) for p in found.videos]
     videos, first_path, probed = [], {}, 0
     for path, future in zip(found.videos, futures):  # in path order, so the first of duplicate files is always the same one
         try:
@@ -66,7 +69,7 @@ def _build(cfg: BuildConfig, runner: PlainRunner, progress: Progress) -> BuildSu
             source_rejects.append(Reject.of("probe", same, str(result.path), vid))
             continue
         first_path[vid] = result.path
-        key = stages.unit_key(result.video, found.narrations.get(path, []), cfg, tracker_name)
+        key = stages.unit_key(result.video, found.narrations.get(path, []), cfg, tracker)
         videos.append(PlannedVideo(result.video, result.clips, result.rejects, key))
     plan = VersionPlan(cfg, videos, source_rejects, GroupStore(cfg.out))
     progress.clips_planned(plan.clips_to_process())
@@ -80,7 +83,7 @@ def _build(cfg: BuildConfig, runner: PlainRunner, progress: Progress) -> BuildSu
                 vlm.submit(clip_input)
         clip_phase = time.perf_counter()
         clips = {
-            runner.submit("process-clip", process_clip, clip, video.video.rotation, cfg, tracker_name): clip
+            runner.submit(CLIP_UNIT, clip, video.video.rotation, cfg, tracker): clip
             for video in plan.videos_to_process()
             for clip in video.clips
         }
@@ -88,7 +91,7 @@ def _build(cfg: BuildConfig, runner: PlainRunner, progress: Progress) -> BuildSu
             try:
                 result: ClipResult = future.result()  # process_clip records bad input itself
             except Exception as err:  # noqa: BLE001 - its task kept failing: that clip is rejected, not the build
-                result = failed_clip(clips[future], err, runner.retries, cfg, tracker_name)
+                result = failed_clip(clips[future], err, runner.retries, cfg, tracker)
                 failed += result.failed  # transient: the next build tries it again
             runner.times.merge(result.times)
             if vlm is not None and result.motion is not None:
@@ -128,7 +131,7 @@ def hiw_build(config: BuildConfig | dict[str, Any]) -> BuildSummary:
     from hiw.report import report_markdown
 
     cfg = config if isinstance(config, BuildConfig) else BuildConfig.model_validate(config)
-    with shared_api(cfg), task_runner(cfg) as tasks:
+    with shared_api(cfg), task_runner(cfg, cpus=max(u.resources.cpus for u in UNITS)) as tasks:
         summary = run_build(cfg, PrefectRunner(tasks, cfg), current_progress())
     create_markdown_artifact(markdown=report_markdown(summary), key=REPORT_KEY, description=f"hiw build of {cfg.out}")
     return summary

@@ -6,20 +6,12 @@ from __future__ import annotations
 from hiw.config import BuildConfig
 from hiw.errors import ConfigError
 from hiw.flows.runners import check_api
-from hiw.video.discover import VIDEO_SUFFIXES, check_inputs
-
-
-def input_suffixes(cfg: BuildConfig) -> set[str]:
-    """What a build's inputs are named: videos, or track files for the precomputed tracker."""
-    if cfg.tracker == "precomputed":
-        from hiw.trackers.precomputed import TRACK_SUFFIXES  # torch: only when the build reads track files
-
-        return TRACK_SUFFIXES
-    return VIDEO_SUFFIXES
+from hiw.flows.sources import source_for
+from hiw.video.discover import check_inputs
 
 
 def check_config(cfg: BuildConfig) -> None:
-    check_inputs(cfg.videos, cfg.manifest, input_suffixes(cfg))
+    check_inputs(cfg.videos, cfg.manifest, source_for(cfg).suffixes)
     check_api(cfg)
-    if cfg.vlm != "kinematic" and cfg.vocab is not None and not cfg.vocab.is_file():
+    if cfg.uses_vlm and cfg.vocab is not None and not cfg.vocab.is_file():
         raise ConfigError(f"vocabulary file does not exist: {cfg.vocab}")

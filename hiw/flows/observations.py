@@ -2,7 +2,7 @@
 tracks a clip twice, even when motion, filter or caption settings changed.
 
 Entries are ``ROOT/cache/observations/<clip_id>-<key>.npz`` (arrays only, no pickle), keyed by (clip id, the observe
-stage's settings, tracker version, stage version): the tracks of both hands and, once computed, the camera's
+stage's settings and version, tracker version): the tracks of both hands and, once computed, the camera's
 rotations. Written atomically, so a killed build leaves whole entries or none; an entry that cannot be read
 (a damaged disk, a copy cut short) is moved aside and the clip observed again.
 """
@@ -16,15 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from hiw.caches import OBSERVATIONS_DIR, quarantine
 from hiw.config import BuildConfig
 from hiw.motion.camera import CameraRotations
-from hiw.quarantine import quarantine
 from hiw.schemas import HANDS, ClipSpec, HandTrack
 from hiw.schemas.ids import stable_hash
+from hiw.schemas.stages import STAGES
 from hiw.trackers import ClipTracks
-
-OBSERVATIONS_DIR = Path("cache") / "observations"
-OBSERVE_VERSION = 1  # bump when decode, tracking or camera code changes what they return
 
 
 @dataclass
@@ -35,12 +33,9 @@ class Observation:
 
 def observation_key(clip: ClipSpec, cfg: BuildConfig, tracker_name: str) -> str:
     """``<clip_id>-o_<hash>``: the clip id first, so ``hiw gc`` can tell the entries of clips no version holds."""
-    return f"{clip.clip_id}-o_" + stable_hash(clip.clip_id, cfg.stage_hash("observe"), tracker_name, OBSERVE_VERSION, length=24)
-
-
-def cacheable(tracks: ClipTracks) -> bool:
-    """Tracks from an image tracker (keypoints only); precomputed tracks are re-read from their files instead."""
-    return tracks.params is None and tracks.betas is None
+    return f"{clip.clip_id}-o_" + stable_hash(
+        clip.clip_id, cfg.stage_hash("observe"), tracker_name, STAGES["observe"].version, length=24
+    )
 
 
 def load(root: Path, key: str) -> Observation | None:

@@ -26,11 +26,7 @@ from pydantic import BaseModel
 from hiw.config import BuildConfig
 from hiw.errors import ConfigError
 from hiw.flows import lifeline
-
-# Tags of the build's tasks: a Prefect concurrency limit on a tag caps those tasks across every run on the
-# server (`prefect concurrency-limit create hiw-tracker 4`). The VLM requests acquire the same kind of limit.
-TRACKER_TAG = "hiw-tracker"
-VLM_TAG = "hiw-vlm"
+from hiw.flows.work import VLM_TAG, Resources, Unit
 
 # Failures worth another try: the file system or network hiccuped, or the task ran out of time. A missing or
 # forbidden file, bad input (StageError) or a bug fails the same way every time.
@@ -102,8 +98,8 @@ class PlainRunner:
         with self.times.measure(stage):
             return fn(*args)
 
-    def submit(self, name: str, fn: Callable[..., Any], *args: Any) -> Future:
-        return self._pool.submit(fn, *args)
+    def submit(self, unit: Unit, *args: Any) -> Future:
+        return self._pool.submit(unit.fn, *args)
 
     def as_completed(self, futures: Iterable[Future]) -> Iterator[Future]:
         return futures_completed(list(futures))
@@ -141,23 +137,29 @@ class PrefectRunner(PlainRunner):
         self.times = StageTimes()
         self.task_runner, self.cfg = task_runner, cfg
         self.retries, self.name = cfg.task_retries, cfg.runner
-        self._tasks: dict[tuple[str, Callable], Any] = {}
+        self._tasks: dict[Unit, Any] = {}
+        self._limits: dict[str, bool] = {}
         self._lock = threading.Lock()
-        # A tagged task acquires its tag's slot through the server even when no limit exists (about 0.15 s a clip
-        # on a busy 2-core machine), so clips carry the tag only when the server has the limit as the run starts.
-        self._clip_tags = [TRACKER_TAG] if limit_exists(f"tag:{TRACKER_TAG}") else []
 
-    def _task(self, name: str, fn: Callable[..., Any]) -> Any:
+    def _tags(self, unit: Unit) -> list[str]:
+        """The unit's tags that have a limit on the server (looked up once per tag and run): a tagged task acquires
+        its tag's slot through the server even when no limit exists, about 0.15 s a clip on a busy 2-core machine."""
+        for tag in unit.resources.tags:
+            if tag not in self._limits:
+                self._limits[tag] = limit_exists(f"tag:{tag}")
+        return [tag for tag in unit.resources.tags if self._limits[tag]]
+
+    def _task(self, unit: Unit) -> Any:
         from prefect import task
         from prefect.cache_policies import NO_CACHE
         from prefect.tasks import exponential_backoff
 
         with self._lock:
-            if (name, fn) not in self._tasks:
-                self._tasks[name, fn] = task(
-                    fn,
-                    name=name,
-                    tags=self._clip_tags if name == "process-clip" else [],
+            if unit not in self._tasks:
+                self._tasks[unit] = task(
+                    unit.fn,
+                    name=unit.name,
+                    tags=self._tags(unit),
                     retries=self.cfg.task_retries,
                     retry_delay_seconds=exponential_backoff(self.cfg.task_retry_backoff_s),
                     retry_condition_fn=_transient,
@@ -165,11 +167,12 @@ class PrefectRunner(PlainRunner):
                     cache_policy=NO_CACHE,
                     persist_result=False,
                 )
-            return self._tasks[name, fn]
+            return self._tasks[unit]
 
-    def submit(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
-        parameters = inspect.signature(fn).bind(*args).arguments
-        return self.task_runner.submit(self._task(name, fn), parameters=dict(parameters))
+    def submit(self, unit: Unit, *args: Any) -> Any:
+        parameters = inspect.signature(unit.fn).bind(*args).arguments
+        with placement(unit.resources):
+            return self.task_runner.submit(self._task(unit), parameters=dict(parameters))
 
     def as_completed(self, futures: Iterable[Any]) -> Iterator[Any]:
         from prefect.futures import as_completed
@@ -187,6 +190,19 @@ class PrefectRunner(PlainRunner):
 
     def close(self) -> None:
         pass
+
+
+@contextmanager
+def placement(resources: Resources) -> Iterator[None]:
+    """Where a submitted unit may run: on Dask, a worker with the GPUs it needs (Dask reads these annotations when
+    the task runner submits); elsewhere nothing to say."""
+    if not resources.gpus:
+        yield
+        return
+    import dask
+
+    with dask.annotate(resources={"GPU": resources.gpus}):
+        yield
 
 
 def limit_exists(name: str) -> bool:
@@ -209,18 +225,19 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def worker_processes(cfg: BuildConfig) -> int:
-    """Worker processes to start on this machine: ``--workers``, but no more than its cores. A clip keeps a core busy,
-    so more processes only add memory (about 0.6 GB each). The clips are not known yet when the runner starts."""
-    return max(1, min(cfg.workers, cores()))
+def worker_processes(cfg: BuildConfig, cpus: int = 1) -> int:
+    """Worker processes to start on this machine: ``--workers``, but no more than its cores hold units of ``cpus``
+    cores each: more processes only add memory (about 0.6 GB each). The units are not known yet when the runner
+    starts, so their count does not cap it."""
+    return max(1, min(cfg.workers, cores() // max(1, cpus)))
 
 
-def task_runner(cfg: BuildConfig) -> Any:
-    """The Prefect task runner ``cfg.runner`` names (not started)."""
+def task_runner(cfg: BuildConfig, cpus: int = 1) -> Any:
+    """The Prefect task runner ``cfg.runner`` names (not started), for units of ``cpus`` cores (``Resources``)."""
     if cfg.runner == "process":
         from prefect.task_runners import ProcessPoolTaskRunner
 
-        return ProcessPoolTaskRunner(max_workers=worker_processes(cfg))
+        return ProcessPoolTaskRunner(max_workers=worker_processes(cfg, cpus))
     if cfg.runner == "dask":
         from prefect_dask import DaskTaskRunner
 
@@ -229,7 +246,7 @@ def task_runner(cfg: BuildConfig) -> Any:
         # one single-threaded worker process per slot (Dask already sets OMP/MKL/OpenBLAS threads to 1 in them)
         return DaskTaskRunner(
             cluster_kwargs={
-                "n_workers": worker_processes(cfg),
+                "n_workers": worker_processes(cfg, cpus),
                 "threads_per_worker": 1,
                 "processes": True,
                 "dashboard_address": ":0",

@@ -1,4 +1,4 @@
-"""Prefect flows of the motion tokenizer: thin wiring over the plain jobs in ``hiw.models.runs``.
+"""Prefect flows of the motion tokenizer: thin wiring over the plain jobs in ``hiw.models.shift_runs``.
 
 ``hiw-feature-stats`` (dataset mean/std), ``hiw-train-shift`` (runs the statistics flow as a subflow,
 then trains), ``hiw-tokenize``, ``hiw-reconstruct`` and ``hiw-eval-shift``. Each runs against the
@@ -15,10 +15,11 @@ from prefect import flow, get_run_logger
 
 from hiw.data.sources import DataSource
 from hiw.data.stats import FeatureStats
-from hiw.models import runs
-from hiw.models.evaluate import EvalReport
+from hiw.models import shift_runs as runs
+from hiw.models.loop import TrainResult
+from hiw.models.shift_eval import EvalReport
+from hiw.models.shift_train import TrainSettings
 from hiw.models.tokenizer import TokenizerConfig
-from hiw.models.train import TrainResult, TrainSettings
 
 # The CLI's progress printer; a context variable because flow parameters must be serialisable.
 _log: ContextVar[Callable[[dict[str, float]], None] | None] = ContextVar("hiw_train_log", default=None)

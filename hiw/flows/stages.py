@@ -15,68 +15,29 @@ from hiw.annotators.cache import ResponseCache
 from hiw.annotators.embed import load_embedder
 from hiw.annotators.openai_backend import OpenAIBackend
 from hiw.annotators.pcot import ClipInput, PCoTAnnotator
-from hiw.annotators.requests import Backend, Sampling
+from hiw.annotators.requests import Backend
 from hiw.annotators.vllm_backend import VLLMBackend
 from hiw.annotators.vocab import Vocabulary, build_vocabulary, load_vocabulary
 from hiw.config import BuildConfig
 from hiw.errors import ConfigError, StageError
+from hiw.flows import settings
 from hiw.motion import quality
 from hiw.motion.camera import CameraRotations, Intrinsics, estimate_camera_rotations, load_intrinsics
 from hiw.motion.facts import HandSequence, hand_facts
-from hiw.motion.fit import FitSettings
 from hiw.motion.pipeline import ClipMotion, MotionSettings, process_motion, require_motion
-from hiw.motion.temporal import TemporalSettings
 from hiw.schemas import HANDS, Caption, ClipRecord, ClipSpec, MotionRecord, Narration, Reject, VideoSource
 from hiw.schemas.ids import stable_hash
-from hiw.trackers import ClipTracks, TrackerSettings, make_tracker
-from hiw.trackers.precomputed import VERSION as PRECOMPUTED_VERSION
-from hiw.video.clips import ClipPlan, plan_clips
+from hiw.schemas.stages import versions
+from hiw.trackers import ClipTracks, make_tracker
+from hiw.video.clips import plan_clips
 from hiw.video.decode import decode_clip
 from hiw.video.sample import encode_frames, stored_frames, write_frames
-
-
-def clip_plan(cfg: BuildConfig) -> ClipPlan:
-    return ClipPlan(mode=cfg.clip_mode, window_s=cfg.window_s, stride_s=cfg.stride_s, min_clip_s=cfg.min_clip_s)
-
-
-def tracker_settings(cfg: BuildConfig) -> TrackerSettings:
-    return TrackerSettings(
-        model_complexity=cfg.model_complexity,
-        min_detection_confidence=cfg.min_detection_confidence,
-        min_tracking_confidence=cfg.min_tracking_confidence,
-        mirrored_input=cfg.mirrored_input,
-    )
-
-
-def motion_settings(cfg: BuildConfig) -> MotionSettings:
-    return MotionSettings(
-        fps=cfg.fps,
-        hand_model=cfg.hand_model,
-        mano_dir=str(cfg.mano_dir) if cfg.mano_dir else None,
-        compensate_head_rotation=cfg.compensate_head_rotation,
-        fit=FitSettings(iterations=cfg.fit_iterations),
-        temporal=TemporalSettings(
-            max_gap_s=cfg.max_gap_s,
-            savgol_window_s=cfg.savgol_window_s,
-            savgol_order=cfg.savgol_order,
-            gaussian_sigma_s=cfg.gaussian_sigma_s,
-        ),
-    )
-
-
-def quality_settings(cfg: BuildConfig) -> quality.QualitySettings:
-    return quality.QualitySettings(
-        max_jitter_translation=cfg.max_jitter_translation,
-        max_jitter_rotation=cfg.max_jitter_rotation,
-        min_motion_s=cfg.min_motion_s,
-    )
-
 
 # --- stages -------------------------------------------------------------------------------------
 
 
 def plan(video: VideoSource, narrations: list[Narration], cfg: BuildConfig) -> tuple[list[ClipSpec], list[Reject]]:
-    clips, problems = plan_clips(video, narrations, clip_plan(cfg))
+    clips, problems = plan_clips(video, narrations, settings.clip_plan(cfg))
     return clips, [Reject.of("plan", p, video.path, video.video_id) for p in problems]
 
 
@@ -88,14 +49,8 @@ def decode(clip: ClipSpec, cfg: BuildConfig, rotation: int = 0) -> np.ndarray:
 
 
 def track(frames: np.ndarray, clip: ClipSpec, cfg: BuildConfig) -> ClipTracks:
-    tracker = make_tracker(cfg.tracker, tracker_settings(cfg))
+    tracker = make_tracker(cfg.tracker, settings.tracker_settings(cfg))
     return tracker.track(frames, clip.source_fps, (clip.width, clip.height))
-
-
-def tracker_version(cfg: BuildConfig) -> str:
-    if cfg.tracker == "precomputed":
-        return PRECOMPUTED_VERSION
-    return make_tracker(cfg.tracker, tracker_settings(cfg)).version
 
 
 def quality_check(tracks: ClipTracks, cfg: BuildConfig) -> None:
@@ -130,15 +85,15 @@ def motion(
     tracks: ClipTracks, cam: tuple[Intrinsics, CameraRotations | None] | None, clip: ClipSpec, cfg: BuildConfig, tracker_name: str
 ) -> MotionRecord:
     """Both hands as fitted parameters at the canonical frame rate, with their quality measured."""
-    settings = motion_settings(cfg)
+    chosen = settings.motion_settings(cfg)
     K, rotations = cam if cam is not None else (None, None)
-    result = process_motion(tracks, settings, K, rotations, image_width=clip.width or 1920)
+    result = process_motion(tracks, chosen, K, rotations, image_width=clip.width or 1920)
     require_motion(result)
-    return motion_record(result, clip, cfg, tracker_name, settings, K)
+    return motion_record(result, clip, cfg, tracker_name, chosen, K)
 
 
 def motion_record(
-    result: ClipMotion, clip: ClipSpec, cfg: BuildConfig, tracker_name: str, settings: MotionSettings, K: Intrinsics | None
+    result: ClipMotion, clip: ClipSpec, cfg: BuildConfig, tracker_name: str, chosen: MotionSettings, K: Intrinsics | None
 ) -> MotionRecord:
     hands = {}
     for side in HANDS:
@@ -175,7 +130,7 @@ def motion_record(
         hand_model=result.hand_model,
         coordinate_frame=result.coordinate_frame,
         intrinsics=f"{K.fx:.1f},{K.fy:.1f},{K.cx:.1f},{K.cy:.1f} ({K.source})" if K else None,
-        processing=settings.describe(result.fitted),
+        processing=chosen.describe(result.fitted),
         camera_rotations=result.camera_rotations.reshape(-1, 9),
         head_rotation_deg=result.head_rotation_deg,
         swapped_frames=result.swapped_frames,
@@ -202,7 +157,7 @@ def motion_quality(motion: MotionRecord, cfg: BuildConfig) -> None:
             f"min_both_hands_frac={cfg.min_both_hands_frac:g}",
         )
     quality.check(
-        quality.QualityMetrics(motion.jitter_translation, motion.jitter_rotation, motion.motion_s), quality_settings(cfg)
+        quality.QualityMetrics(motion.jitter_translation, motion.jitter_rotation, motion.motion_s), settings.quality_settings(cfg)
     )
 
 
@@ -226,13 +181,10 @@ def _frames_folder(clip: ClipSpec, cfg: BuildConfig) -> str:
 def unit_key(video: VideoSource, narrations: list[Narration], cfg: BuildConfig, tracker_name: str) -> str:
     """What a video's rows in clips, motion, captions (kinematic, narration) and rejects derive from: its bytes,
     its narrations, the settings of every per-clip stage, the tracker and the stage versions."""
-    settings = [cfg.stage_hash(stage) for stage in ("plan", "observe", "motion")]
+    per_clip = versions(per_clip=True)
+    hashes = [cfg.stage_hash(stage) for stage in per_clip]
     spans = [(n.start_s, n.end_s, n.text) for n in narrations]
-    return "u_" + stable_hash(video.video_id, spans, settings, tracker_name, STAGE_VERSIONS, length=24)
-
-
-# Bump a stage's number when its code changes what it writes: rebuilds then redo that stage and what follows.
-STAGE_VERSIONS = {"plan": 1, "observe": 1, "motion": 1, "quality": 1, "kinematic_captions": 1}
+    return "u_" + stable_hash(video.video_id, spans, hashes, tracker_name, per_clip, length=24)
 
 
 def annotate(motion: MotionRecord, clip: ClipSpec, frame_paths: tuple[str, ...] = ()) -> tuple[list[Caption], ClipInput]:
@@ -261,20 +213,21 @@ def make_backend(cfg: BuildConfig, slot=None) -> Backend:
     The backend gets the URL with any credentials it was given with (``cfg.vlm_url`` has them removed)."""
     if cfg.vlm == "openai":
         url = cfg.vlm_endpoint()
-        return OpenAIBackend(url, cfg.vlm_model, cfg.vlm_concurrency, cfg.vlm_timeout_s, cfg.vlm_retries, slot=slot)
+        return OpenAIBackend(
+            url, cfg.vlm_model, concurrency=cfg.vlm_concurrency, timeout_s=cfg.vlm_timeout_s, retries=cfg.vlm_retries, slot=slot
+        )
     if cfg.vlm == "vllm":
         return VLLMBackend(cfg.vlm_model)
     raise ConfigError(f"--vlm {cfg.vlm} has no VLM backend")
 
 
 def make_annotator(cfg: BuildConfig, vocab: Vocabulary | None, slot=None) -> PCoTAnnotator:
-    sampling = Sampling(temperature=cfg.vlm_temperature, max_tokens=cfg.vlm_max_tokens, seed=cfg.vlm_seed)
     cache = ResponseCache.in_root(cfg.out)
     return PCoTAnnotator(
         make_backend(cfg, slot),
         cache,
         vocab,
-        sampling,
+        settings.sampling(cfg),
         max_active_clips=cfg.vlm_concurrency,
         invalid_retries=cfg.vlm_invalid_retries,
     )

@@ -26,16 +26,15 @@ from hiw.config import BuildConfig
 from hiw.flows import stages
 from hiw.flows.annotate import VLMOutput, failed
 from hiw.flows.holds import hold_reason
+from hiw.flows.sources import source_for
 from hiw.prompts import PROMPTS
-from hiw.schemas import TABLES, ClipSpec, MotionRecord, Reject, ResponseRecord, VideoSource, to_table
+from hiw.schemas import GROUP_TABLES, TABLES, ClipSpec, MotionRecord, Reject, ResponseRecord, VideoSource, to_table
 from hiw.schemas.ids import file_digest, stable_hash
+from hiw.schemas.stages import versions
 from hiw.storage.catalog import create_views
 from hiw.storage.groups import GroupStore, retry_key
 from hiw.storage.shards import FORMAT_VERSION, group_videos
 from hiw.storage.versions import Group, Manifest, current_version, load_manifest, next_version, publish
-
-VIDEO_TABLES = ("clips", "motion", "captions", "rejects")
-ANNOTATION_TABLES = ("captions", "responses", "vocabulary", "rejects")
 
 
 @dataclass
@@ -70,6 +69,7 @@ class Published:
 class VersionPlan:
     def __init__(self, cfg: BuildConfig, videos: list[PlannedVideo], source_rejects: list[Reject], store: GroupStore):
         self.cfg, self.store, self.source_rejects = cfg, store, source_rejects
+        self.source = source_for(cfg)
         by_id = {v.video.video_id: v for v in videos}
         self.groups: list[_Group] = []
         self._group_of: dict[str, _Group] = {}
@@ -93,7 +93,7 @@ class VersionPlan:
                     self._results[video.video.video_id] = []
                     group.pending += len(video.clips)
         units = sorted((v.video.video_id, v.unit) for v in videos)
-        self.annotation_key = None if cfg.vlm == "kinematic" else "a_" + stable_hash(units, _annotation_settings(cfg), length=24)
+        self.annotation_key = "a_" + stable_hash(units, _annotation_settings(cfg), length=24) if cfg.uses_vlm else None
         self.annotation: Group | None = store.get(self.annotation_key) if self.annotation_key else None
         self.new_responses: list[ResponseRecord] = []
         self.failed_videos: set[str] = set()  # with a clip whose task kept failing: retried by the next build
@@ -120,19 +120,10 @@ class VersionPlan:
                 motion = {row["clip_id"]: row for row in self.store.rows(source, "motion", "video_id", ids).to_pylist()}
                 for row in clips.to_pylist():
                     spec = ClipSpec(**{k: row[k] for k in ClipSpec.model_fields})
-                    inputs.append(stages.annotate(MotionRecord(**motion[spec.clip_id]), spec, self._frames(spec))[1])
+                    inputs.append(
+                        stages.annotate(MotionRecord(**motion[spec.clip_id]), spec, self.source.frames_of(spec, self.cfg))[1]
+                    )
         return inputs
-
-    def _frames(self, clip: ClipSpec) -> tuple[str, ...]:
-        if self.cfg.vlm_frames == 0 or self.cfg.tracker == "precomputed":
-            return ()
-        stored = stages.stored_vlm_frames(clip, self.cfg)
-        if stored:
-            return stored
-        try:  # the frames folder was deleted: decode just those frames again
-            return stages.vlm_frames(stages.decode(clip, self.cfg), clip, self.cfg)
-        except Exception:  # noqa: BLE001 - without frames the VLM still gets the clip's text context
-            return ()
 
     def _sources(self, group: _Group, videos: list[PlannedVideo]) -> list[tuple[Group, list[PlannedVideo]]]:
         """The written groups that hold ``videos``' rows."""
@@ -156,7 +147,7 @@ class VersionPlan:
             self._write(group)
 
     def add_annotation(self, out: VLMOutput) -> None:
-        tables = {"captions": out.captions, "responses": out.responses, "vocabulary": out.vocabulary, "rejects": out.rejects}
+        tables = {name: getattr(out, name) for name in GROUP_TABLES["annotation"]}  # its lists are named as the tables
         # Not reusable while a clip lacks what it should have: the clips whose task failed (the build that retries
         # them annotates them too) and the clips whose VLM calls failed or never came back valid (the next build
         # asks again; the response cache serves every call that succeeded).
@@ -168,7 +159,7 @@ class VersionPlan:
         self.new_responses = out.responses
 
     def _write(self, group: _Group) -> None:
-        parts: dict[str, list[pa.Table]] = {name: [] for name in VIDEO_TABLES}
+        parts: dict[str, list[pa.Table]] = {name: [] for name in GROUP_TABLES["videos"]}
         new = [v for v in group.videos if v.video.video_id in self._results]
         carried = [v for v in group.videos if v.video.video_id not in self._results]
         results = [r for v in new for r in self._results.pop(v.video.video_id)]
@@ -180,15 +171,11 @@ class VersionPlan:
         }
         retry = sorted({r.record.video_id for r in results if r.failed})
         key = retry_key(group.key, [retry, sorted(r.record.clip_id for r in results if r.failed)]) if retry else group.key
-        for name in VIDEO_TABLES:  # carried rows keep their own created_at
+        for name in GROUP_TABLES["videos"]:  # carried rows keep their own created_at
             parts[name].append(to_table(TABLES[name], rows[name], self.store.created_at(key)))
         for source, videos in self._sources(group, carried):
-            ids = [v.video.video_id for v in videos]
-            clips = self.store.rows(source, "clips", "video_id", ids)
-            parts["clips"].append(clips)
-            parts["motion"].append(self.store.rows(source, "motion", "video_id", ids))
-            parts["captions"].append(self.store.rows(source, "captions", "clip_id", clips["clip_id"].to_pylist()))
-            parts["rejects"].append(self.store.rows(source, "rejects", "video_id", ids))
+            for name, table in self.store.video_rows(source, [v.video.video_id for v in videos]).items():
+                parts[name].append(table)
         units = {v.video.video_id: v.unit for v in group.videos}
         tables = {n: pa.concat_tables(t) for n, t in parts.items()}
         group.written = self.store.write("videos", key, units, tables, retry)
@@ -241,7 +228,7 @@ class VersionPlan:
 def _annotation_settings(cfg: BuildConfig) -> list:
     vocab = file_digest(cfg.vocab) if cfg.vocab is not None and cfg.vocab.is_file() else None
     prompts = sorted((name, p.version) for name, p in PROMPTS.items())
-    return [cfg.stage_hash("annotate"), cfg.stage_hash("vlm_frames"), prompts, vocab, stages.STAGE_VERSIONS]
+    return [cfg.stage_hash("annotate"), cfg.stage_hash("vlm_frames"), prompts, vocab, versions()]
 
 
 def version_counts(root, manifest: Manifest) -> dict:

@@ -11,7 +11,7 @@ import torch
 from hiw import __version__
 from hiw.data.sequences import MotionSequence
 from hiw.models import codec
-from hiw.models.checkpoint import LoadedTokenizer
+from hiw.models.shift_checkpoint import LoadedTokenizer
 from hiw.motion.features import HAND_FEATURES, hand_params
 from hiw.schemas import HANDS, ReconstructionRecord, TokenRecord
 

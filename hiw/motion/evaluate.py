@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ class FitEval:
         return None if self.noisy_mm is None else self.processed_mm / self.noisy_mm
 
 
-def fit_error(joints: np.ndarray, settings: FitSettings | None = None) -> tuple[float, float]:
+def fit_error(joints: np.ndarray, settings: FitSettings) -> tuple[float, float]:
     """(mean per-joint error mm, ms per frame) of fitting (T, 21, 3) OpenPose-order joints (metres)."""
     keypoints = to_mano21(joints, "openpose21")
     valid = np.ones(len(keypoints), bool)
@@ -53,9 +54,10 @@ def fit_error(joints: np.ndarray, settings: FitSettings | None = None) -> tuple[
 
 
 def robustness(
-    joints: np.ndarray, noise_mm: float, drop: float, seed: int = 0, fps: float = FPHAB_FPS
+    joints: np.ndarray, noise_mm: float, drop: float, settings: MotionSettings, seed: int = 0, fps: float = FPHAB_FPS
 ) -> tuple[float, float, float]:
-    """(noisy input error mm, pipeline output error mm, coverage) for one right-hand sequence."""
+    """(noisy input error mm, pipeline output error mm, coverage) for one right-hand sequence, through the motion
+    pipeline with ``settings`` (the build's: ``hiw.flows.settings.motion_settings``)."""
     rng = np.random.default_rng(seed)
     noisy = (joints + rng.normal(0, noise_mm / 1000, joints.shape)).astype(np.float32)
     valid = rng.random(len(joints)) >= drop
@@ -66,19 +68,21 @@ def robustness(
         "left": HandTrack(side="left", valid=np.zeros(len(joints), bool), keypoints_2d=empty, keypoints_3d=empty),
     }
     # canonical rate = source rate, so every output frame has ground truth
-    out = process_motion(ClipTracks(fps=fps, hands=hands, coordinate_frame="world"), MotionSettings(fps=fps)).hands["right"]
+    tracks = ClipTracks(fps=fps, hands=hands, coordinate_frame="world")
+    out = process_motion(tracks, dataclasses.replace(settings, fps=fps)).hands["right"]
     ok = out.params.valid
     noisy_err = np.linalg.norm(noisy[valid] - joints[valid], axis=-1).mean() * 1000
     out_err = np.linalg.norm(out.keypoints_3d[ok] - joints[ok], axis=-1).mean() * 1000
     return float(noisy_err), float(out_err), float(ok.mean())
 
 
-def evaluate_file(path: Path, noise_mm: float = 0.0, drop: float = 0.0, seed: int = 0) -> FitEval:
+def evaluate_file(path: Path, settings: MotionSettings, noise_mm: float = 0.0, drop: float = 0.0, seed: int = 0) -> FitEval:
+    """Fit error of one F-PHAB file with the build's fit, and with noise or drops its robustness run."""
     joints = read_fphab(path)
-    mean_mm, ms = fit_error(joints)
+    mean_mm, ms = fit_error(joints, settings.fit)
     if noise_mm <= 0 and drop <= 0:
         return FitEval(str(path), len(joints), mean_mm, ms)
-    noisy_mm, processed_mm, coverage = robustness(joints, noise_mm, drop, seed)
+    noisy_mm, processed_mm, coverage = robustness(joints, noise_mm, drop, settings, seed)
     return FitEval(str(path), len(joints), mean_mm, ms, noisy_mm, processed_mm, coverage)
 
 
@@ -100,7 +104,7 @@ def random_pose(n: int, rng: np.random.Generator, max_deg: float = 50.0, max_twi
     return torch.cat([glob, local], dim=1).numpy()
 
 
-def roundtrip(n: int = 200, seed: int = 0, max_twist_deg: float = 0.0) -> tuple[float, float]:
+def roundtrip(fit: FitSettings, n: int = 200, seed: int = 0, max_twist_deg: float = 0.0) -> tuple[float, float]:
     """(mean joint-rotation error deg, mean global-orientation error deg) over ``n`` random poses.
 
     Twist about a fingertip's bone moves no keypoint, so with ``max_twist_deg`` > 0 part of it is
@@ -112,6 +116,6 @@ def roundtrip(n: int = 200, seed: int = 0, max_twist_deg: float = 0.0) -> tuple[
     transl = torch.as_tensor(rng.normal(0, 0.2, size=(n, 3)), dtype=torch.float32)
     with torch.no_grad():
         keypoints = model.forward(rot, transl).numpy()
-    fit = fit_hand(model, keypoints, np.ones(n, bool), FitSettings(w_smooth=0))  # independent poses: no smoothness
-    err = torch.rad2deg(roma.rotmat_geodesic_distance(torch.as_tensor(fit.rotations), rot)).numpy()
+    fitted = fit_hand(model, keypoints, np.ones(n, bool), dataclasses.replace(fit, w_smooth=0))  # independent poses
+    err = torch.rad2deg(roma.rotmat_geodesic_distance(torch.as_tensor(fitted.rotations), rot)).numpy()
     return float(err[:, 1:].mean()), float(err[:, 0].mean())

@@ -28,7 +28,7 @@ CHILD = {1: 2, 2: 3, 3: 17, 4: 5, 5: 6, 6: 18, 7: 8, 8: 9, 9: 20, 10: 11, 11: 12
 
 @dataclass(frozen=True)
 class FitSettings:
-    iterations: int = 15  # L-BFGS steps after the closed-form start
+    iterations: int  # L-BFGS steps after the closed-form start (the build's --fit-iterations)
     w_smooth: float = 0.02  # weight of articulation acceleration (mm per frame^2) against keypoint error (mm)
     w_twist: float = 10.0  # weight of squared twist (rad) per joint
     w_betas: float = 1.0  # MANO shape prior (squared betas)
@@ -63,9 +63,8 @@ def closed_form_pose(rest: torch.Tensor, target: torch.Tensor) -> tuple[torch.Te
     return torch.stack(local, dim=1), transl
 
 
-def fit_hand(model: HandModel, keypoints: np.ndarray, valid: np.ndarray, settings: FitSettings | None = None) -> FitResult:
+def fit_hand(model: HandModel, keypoints: np.ndarray, valid: np.ndarray, settings: FitSettings) -> FitResult:
     """Fit (T, 21, 3) mano21 keypoints (metres) on the frames where ``valid``."""
-    settings = settings or FitSettings()
     n = len(valid)
     valid = valid & np.isfinite(keypoints).all(axis=(1, 2))
     idx = np.flatnonzero(valid)

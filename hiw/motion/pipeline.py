@@ -7,7 +7,7 @@ Gaussian smoothing -> resampling. Works on mediapipe tracks and on precomputed o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -36,12 +36,12 @@ BONE_RATIO_RANGE = (0.5, 2.0)  # a frame whose summed bone length is off the med
 
 @dataclass(frozen=True)
 class MotionSettings:
-    fps: float = 15.0
-    hand_model: str = "open"  # "open" or "mano"
-    mano_dir: str | None = None
-    compensate_head_rotation: bool = True
-    fit: FitSettings = field(default_factory=FitSettings)
-    temporal: TemporalSettings = field(default_factory=TemporalSettings)
+    fps: float
+    hand_model: str  # "open" or "mano"
+    mano_dir: str | None
+    compensate_head_rotation: bool
+    fit: FitSettings
+    temporal: TemporalSettings
 
     def describe(self, fitted: bool = True) -> str:
         source = f"fit {self.fit.describe()}" if fitted else "parameters as given"

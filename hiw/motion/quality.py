@@ -19,9 +19,9 @@ from hiw.motion.temporal import runs
 
 @dataclass(frozen=True)
 class QualitySettings:
-    max_jitter_translation: float = 50.0  # m/s^2
-    max_jitter_rotation: float = 500.0  # rad/s^2
-    min_motion_s: float = 1.0
+    max_jitter_translation: float  # m/s^2
+    max_jitter_rotation: float  # rad/s^2
+    min_motion_s: float
 
 
 @dataclass(frozen=True)

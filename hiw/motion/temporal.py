@@ -20,10 +20,10 @@ from hiw.motion.rotations import interpolate, project
 
 @dataclass(frozen=True)
 class TemporalSettings:
-    max_gap_s: float = 0.5  # interior gaps up to this long are filled
-    savgol_window_s: float = 0.3  # Savitzky-Golay window (rounded to an odd frame count)
-    savgol_order: int = 2
-    gaussian_sigma_s: float = 0.02  # 0 turns the Gaussian pass off; wider blurred fast motion on F-PHAB
+    max_gap_s: float  # interior gaps up to this long are filled
+    savgol_window_s: float  # Savitzky-Golay window (rounded to an odd frame count)
+    savgol_order: int
+    gaussian_sigma_s: float  # 0 turns the Gaussian pass off; wider blurred fast motion on F-PHAB
 
     def describe(self) -> str:
         return (

@@ -28,6 +28,22 @@ TABLES = {
     "vocabulary": VocabularyEntry,
     "rejects": Reject,
 }
+# What identifies a row of each table (`hiw verify` checks that it is unique).
+KEYS: dict[str, tuple[str, ...]] = {
+    "clips": ("clip_id",),
+    "motion": ("clip_id",),
+    "captions": ("caption_id",),
+    "responses": ("response_id",),
+    "vocabulary": ("vocab_id", "kind", "word"),
+    "rejects": ("reject_id",),
+}
+# The tables each kind of shard group holds rows of: a group of videos (what the per-clip stages make), the
+# dataset-wide VLM annotation, and the rejects of inputs that never became a video.
+GROUP_TABLES: dict[str, tuple[str, ...]] = {
+    "videos": ("clips", "motion", "captions", "rejects"),
+    "annotation": ("captions", "responses", "vocabulary", "rejects"),
+    "sources": ("rejects",),
+}
 # Tables written later by the motion tokenizer's flows (``hiw shift tokenize|reconstruct``), one file per checkpoint.
 DERIVED_TABLES = {"tokens": TokenRecord, "reconstructions": ReconstructionRecord}
 
@@ -36,6 +52,8 @@ __all__ = [
     "KEYPOINT_WIDTH",
     "N_KEYPOINTS",
     "DERIVED_TABLES",
+    "GROUP_TABLES",
+    "KEYS",
     "TABLES",
     "Caption",
     "ClipRecord",

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hiw.errors import StageError
 from hiw.schemas.arrays import FrameArray, FrameMask, FrameValues
 from hiw.schemas.ids import reject_id
+from hiw.schemas.stages import STEPS, UNIT_LABELS
 
 N_KEYPOINTS = 21
 KEYPOINT_WIDTH = N_KEYPOINTS * 3
@@ -245,7 +246,10 @@ class Reject(Record):
 
     @classmethod
     def of(cls, stage: str, err: StageError, source_path: str, video_id: str | None = None, clip_id: str | None = None) -> Reject:
-        """The reject for ``err`` at ``stage``; its id is content-derived, so a rebuild gives the same row."""
+        """The reject for ``err`` at ``stage`` (a step of ``hiw.schemas.stages``, or a unit); its id is content-derived,
+        so a rebuild gives the same row."""
+        if stage not in STEPS and stage not in UNIT_LABELS:
+            raise ValueError(f"unknown reject label {stage!r}: name a step of a stage in hiw.schemas.stages")
         return cls(
             reject_id=reject_id(stage, source_path, clip_id, err.reason),
             stage=stage,

@@ -18,6 +18,7 @@ from hiw.storage.versions import Manifest, load_manifest
 
 EXAMPLES = 5
 LINEAGE = "created_at, config_hash, code_version"  # what made a row, not what it holds
+ROW_TABLES = ("clips", "motion")  # compared row by row; captions by their text
 
 
 class VersionDiff(BaseModel):
@@ -39,7 +40,7 @@ def diff_versions(root: Path, a: str, b: str) -> VersionDiff:
     ma, mb = load_manifest(root, a), load_manifest(root, b)
     with duckdb.connect() as con:
         for tag, mine, other in (("a", ma, mb), ("b", mb, ma)):
-            for table in ("clips", "motion", "captions"):
+            for table in (*ROW_TABLES, "captions"):
                 _view(con, root, f"{tag}_{table}", mine, table)
                 _view(con, root, f"{tag}_{table}_own", mine, table, exclude=other)
         added = _ids(con, "SELECT clip_id FROM b_clips EXCEPT SELECT clip_id FROM a_clips")
@@ -47,7 +48,7 @@ def diff_versions(root: Path, a: str, b: str) -> VersionDiff:
         rows = " UNION ALL ".join(
             f"SELECT '{v}' v, '{t}' tbl, clip_id, hash(r) h FROM (SELECT * EXCLUDE ({LINEAGE}) FROM {v}_{t}_own) r"
             for v in "ab"
-            for t in ("clips", "motion")
+            for t in ROW_TABLES
         )
         changed = _ids(  # same clip in both, a row hash that differs in clips or in motion
             con,

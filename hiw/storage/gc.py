@@ -12,13 +12,11 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hiw.flows.observations import OBSERVATIONS_DIR
-from hiw.quarantine import is_quarantined
+from hiw.caches import CACHE_DIR, FRAMES_DIR, OBSERVATIONS_DIR, is_quarantined
 from hiw.storage.catalog import read_table
 from hiw.storage.groups import GROUPS_DIR
 from hiw.storage.shards import SHARDS_DIR
 from hiw.storage.versions import BuildLock, list_versions, load_manifest
-from hiw.video.sample import FRAMES_DIR
 
 
 @dataclass
@@ -40,8 +38,8 @@ def find_garbage(root: Path, clip_ids: set[str]) -> Garbage:
     for folder, entries in ((FRAMES_DIR, garbage.folders), (OBSERVATIONS_DIR, garbage.files)):
         if (root / folder).is_dir():  # entries are <clip_id>-..., or .<name>.tmp of interrupted writes
             entries += [p for p in sorted((root / folder).iterdir()) if p.name.split("-")[0] not in clip_ids or is_quarantined(p)]
-    if (root / "cache").is_dir():  # damaged cache files moved aside (the response cache's database)
-        garbage.files += [p for p in sorted((root / "cache").iterdir()) if p.is_file() and is_quarantined(p)]
+    if (root / CACHE_DIR).is_dir():  # damaged cache files moved aside (the response cache's database)
+        garbage.files += [p for p in sorted((root / CACHE_DIR).iterdir()) if p.is_file() and is_quarantined(p)]
     return garbage
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hiw.schemas import TABLES, arrow_schema
+from hiw.schemas import GROUP_TABLES, TABLES, arrow_schema
 from hiw.schemas.ids import stable_hash
 from hiw.schemas.records import utc_now
 from hiw.storage.shards import SHARDS_DIR, check_shard, write_shard
@@ -101,6 +101,17 @@ class GroupStore:
         self._checked[key] = None
         self._add(group)
         return group
+
+    def video_rows(self, group: Group, video_ids: list[str]) -> dict[str, pa.Table]:
+        """The rows these videos have in ``group``, in every table a group of videos holds: selected by
+        ``video_id``, or by the videos' clip ids in a table without one (captions)."""
+        clips = self.rows(group, "clips", "video_id", video_ids)
+        clip_ids = clips["clip_id"].to_pylist()
+        out = {}
+        for table in GROUP_TABLES["videos"]:
+            by_video = "video_id" in arrow_schema(TABLES[table]).names
+            out[table] = self.rows(group, table, "video_id" if by_video else "clip_id", video_ids if by_video else clip_ids)
+        return out
 
     def rows(self, group: Group, table: str, column: str, values: list[str]) -> pa.Table:
         """Rows of ``table`` in ``group`` whose ``column`` is one of ``values``."""

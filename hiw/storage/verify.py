@@ -12,19 +12,11 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from hiw.schemas import TABLES, arrow_schema
+from hiw.schemas import KEYS, TABLES, arrow_schema
 from hiw.storage.catalog import create_views
 from hiw.storage.shards import check_shard
 from hiw.storage.versions import Manifest, load_manifest
 
-KEYS = {
-    "clips": "clip_id",
-    "motion": "clip_id",
-    "captions": "caption_id",
-    "responses": "response_id",
-    "rejects": "reject_id",
-    "vocabulary": "vocab_id, kind, word",
-}
 # (what is wrong, SQL counting the rows that show it)
 REFERENCES = [
     (
@@ -97,7 +89,8 @@ def _check_tables(root: Path, manifest: Manifest) -> list[str]:
     problems = []
     with duckdb.connect() as con:
         create_views(con, root, manifest)
-        for table, key in KEYS.items():
+        for table, columns in KEYS.items():
+            key = ", ".join(columns)
             [(dupes,)] = con.execute(
                 f"SELECT count(*) FROM (SELECT {key} FROM {table} GROUP BY ALL HAVING count(*) > 1)"
             ).fetchall()

@@ -13,11 +13,11 @@ from hiw.schemas import HANDS, HandTrack
 
 @dataclass(frozen=True)
 class TrackerSettings:
-    model_complexity: int = 1
-    min_detection_confidence: float = 0.5
-    min_tracking_confidence: float = 0.5
+    model_complexity: int
+    min_detection_confidence: float
+    min_tracking_confidence: float
     # mediapipe labels handedness as if the image were a mirrored selfie; egocentric video is not.
-    mirrored_input: bool = False
+    mirrored_input: bool
 
 
 @dataclass

@@ -30,7 +30,6 @@ from hiw.schemas import HANDS, ClipSpec, HandTrack, VideoSource
 from hiw.schemas.ids import video_id
 from hiw.trackers.base import ClipTracks
 
-TRACK_SUFFIXES = {".txt", ".npz"}
 FPHAB_FPS = 30.0
 VERSION = "precomputed-v1"
 HAWOR_KEYS = {

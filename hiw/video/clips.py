@@ -21,10 +21,10 @@ from hiw.video.discover import excerpt
 class ClipPlan:
     """How to cut clips; its hash is part of every clip_id."""
 
-    mode: Literal["auto", "window", "narration"] = "auto"
-    window_s: float = 8.0
-    stride_s: float | None = None  # None: back-to-back windows
-    min_clip_s: float = 2.0
+    mode: Literal["auto", "window", "narration"]
+    window_s: float
+    stride_s: float | None  # None: back-to-back windows
+    min_clip_s: float
 
     def config_hash(self) -> str:
         return stable_hash(self.mode, self.window_s, self.stride_s, self.min_clip_s, length=12)

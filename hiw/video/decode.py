@@ -36,7 +36,7 @@ def working_size(width: int, height: int, target_width: int) -> tuple[int, int]:
     return target_width, max(2, int(round(height * scale / 2)) * 2)
 
 
-def decode_clip(clip: ClipSpec, target_width: int = 640, decoder: Decoder = "auto", rotation: int = 0) -> np.ndarray:
+def decode_clip(clip: ClipSpec, target_width: int, decoder: Decoder, rotation: int = 0) -> np.ndarray:
     """Frames [start_frame, end_frame) of the clip as (T, H, W, 3) uint8 RGB, as displayed.
 
     Raises StageError when nothing decodes; returns fewer frames when the file ends early

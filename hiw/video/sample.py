@@ -15,9 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hiw.quarantine import quarantine
+from hiw.caches import FRAMES_DIR, quarantine
 
-FRAMES_DIR = Path("cache") / "frames"
 JPEG_QUALITY = 90
 
 

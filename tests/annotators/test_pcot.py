@@ -10,10 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import pcot_annotator, vlm_client
 from hiw.annotators.cache import ResponseCache
-from hiw.annotators.openai_backend import OpenAIBackend
-from hiw.annotators.pcot import ClipInput, PCoTAnnotator
-from hiw.annotators.requests import Sampling
+from hiw.annotators.pcot import ClipInput
 from hiw.annotators.session import AnnotationSession
 from hiw.annotators.vocab import build_vocabulary
 from hiw.motion.facts import HandFacts
@@ -50,7 +49,7 @@ def prompt_of(body: dict) -> str:
 
 
 def annotate(server: OpenAIServer, clip: ClipInput, cache: ResponseCache | None = None, vocab=None, **backend_args):
-    annotator = PCoTAnnotator(OpenAIBackend(server.url, MODEL, **backend_args), cache, vocab, Sampling(max_tokens=128))
+    annotator = pcot_annotator(vlm_client(server.url, MODEL, **backend_args), cache, vocab, max_tokens=128)
 
     async def run():
         try:
@@ -149,7 +148,7 @@ def test_session_overlaps_clips_from_other_threads(clip, tmp_path):
     """The build submits from its own threads; the session's loop runs every clip's calls concurrently."""
     clips = [ClipInput(**{**clip.__dict__, "clip_id": f"c_{i}"}) for i in range(6)]
     with OpenAIServer(model=MODEL, latency_s=0.1) as server:
-        annotator = PCoTAnnotator(OpenAIBackend(server.url, MODEL, concurrency=8), ResponseCache(tmp_path / "c.sqlite"))
+        annotator = pcot_annotator(vlm_client(server.url, MODEL, concurrency=8), ResponseCache(tmp_path / "c.sqlite"))
         with AnnotationSession(annotator) as session:
             futures = []
             threads = [threading.Thread(target=lambda c=c: futures.append(session.submit(c))) for c in clips]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from test_qa import KITCHEN_CAPTIONS
 
+from conftest import DEFAULTS
 from hiw.annotators.embed import load_embedder
 from hiw.annotators.pcot import ClipAnnotation, ClipInput
-from hiw.annotators.review import ReviewSettings, failure_rejects, review
+from hiw.annotators.review import failure_rejects, review
+from hiw.flows import settings
 from hiw.prompts.answers import ActionIntent, ActionObject
 from hiw.schemas import Caption
 
@@ -35,7 +37,7 @@ def test_drifting_caption_fails_agreement_and_stands_out(embedder):
     ]
     # a caption unrelated to what its clip's focused questions found
     annotations.append(annotation(99, DRIFT, "cuts an onion on the board", ["onion", "knife"], "to prepare a salad"))
-    captions, rejects = review(annotations, embedder, ReviewSettings(min_agreement=0.3, lof_neighbors=20, max_outlier_factor=1.5))
+    captions, rejects = review(annotations, embedder, settings.review_settings(DEFAULTS))
     by_clip = {c.clip_id: c for c in captions}
     drift = by_clip["c_99"]
     assert not drift.qa_passed and drift.qa_agreement < 0.3 and drift.qa_outlier_factor > 1.5
@@ -49,7 +51,7 @@ def test_drifting_caption_fails_agreement_and_stands_out(embedder):
 def test_too_few_captions_for_outliers_and_failures_become_rejects(embedder):
     one = annotation(0, KITCHEN_CAPTIONS[0], "picks up a knife while holding an onion", ["knife", "onion"], "to cut the onion")
     failed = ClipAnnotation(ClipInput("c_9", "v_1", "kitchen.mp4", 4.0, None, ()), failures=[("pcot_failed", "no PCoT answer")])
-    captions, rejects = review([one, failed], embedder, ReviewSettings())
+    captions, rejects = review([one, failed], embedder, settings.review_settings(DEFAULTS))
     [caption] = captions
     assert caption.qa_outlier_factor is None and caption.qa_agreement is not None
     assert rejects == [] and [(r.stage, r.reason, r.clip_id) for r in failure_rejects([one, failed])] == [

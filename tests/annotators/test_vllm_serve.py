@@ -16,13 +16,11 @@ import cv2
 import duckdb
 import pytest
 
-from hiw.annotators.openai_backend import OpenAIBackend
-from hiw.annotators.pcot import ClipInput, PCoTAnnotator
-from hiw.annotators.requests import Sampling
+from conftest import hiw, pcot_annotator, vlm_client
+from hiw.annotators.pcot import ClipInput
 from hiw.annotators.vocab import build_vocabulary
 from hiw.motion.facts import HandFacts
 from hiw.prompts import PCOT, PROMPTS
-from test_cli import hiw
 from vllm_server import (
     MODEL,
     MODEL_DIR,
@@ -62,9 +60,7 @@ def test_pcot_through_real_vllm_gives_schema_valid_answers_and_shares_the_image_
     queries0, hits0 = prefix_cache_counters(vllm_url)
 
     async def run():
-        annotator = PCoTAnnotator(
-            OpenAIBackend(vllm_url, MODEL, concurrency=4, timeout_s=300), None, vocab, Sampling(max_tokens=512)
-        )
+        annotator = pcot_annotator(vlm_client(vllm_url, MODEL, concurrency=4, timeout_s=300), None, vocab, max_tokens=512)
         try:
             return await annotator.annotate(clip)
         finally:

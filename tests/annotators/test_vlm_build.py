@@ -9,10 +9,9 @@ import shutil
 import duckdb
 import pytest
 
-from conftest import fixture_file
+from conftest import fixture_file, hiw
 from hiw.prompts import PCOT
 from hiw.testing.openai_server import Behaviour, OpenAIServer
-from test_cli import hiw
 
 pytestmark = pytest.mark.slow
 MODEL = "loopback-vlm"

@@ -9,10 +9,12 @@ import roma
 import torch
 from scipy.signal import find_peaks
 
+from conftest import DEFAULTS
 from hiw.data.procedural import ACTIONS, FLEX_LIMITS, LABEL_VERBS, SPREAD_LIMIT, ProceduralClip, generate, to_param_sequences
+from hiw.flows import settings
 from hiw.motion.features import FEATURES
 from hiw.motion.open_skeleton import OpenSkeleton
-from hiw.motion.quality import QualitySettings, check, measure
+from hiw.motion.quality import check, measure
 from hiw.schemas import HANDS
 
 TIPS = slice(16, 21)  # mano21 fingertips: thumb, index, middle, ring, pinky
@@ -226,7 +228,7 @@ def test_type_alternates_finger_presses(big) -> None:
 def test_motion_is_smooth(batch) -> None:
     for clip in batch:
         metrics = measure({s: clip.rotations[s][:, 0] for s in HANDS}, clip.transl, clip.valid, clip.fps)
-        check(metrics, QualitySettings())  # the paper's jitter filters would keep every clip
+        check(metrics, settings.quality_settings(DEFAULTS))  # the paper's jitter filters would keep every clip
         for side in HANDS:
             speed = np.linalg.norm(np.diff(clip.transl[side], axis=0), axis=-1) * clip.fps
             assert speed.max() < 2.5, (clip.clip_id, side, speed.max())

@@ -20,11 +20,12 @@ from hiw.data.stats import compute_stats
 from hiw.data.windows import random_batch
 from hiw.errors import ConfigError, HiwError
 from hiw.flows.build import build_plain
-from hiw.models import runs
-from hiw.models.checkpoint import load_tokenizer
-from hiw.models.metrics import JointErrors, codebook_stats, keypoints
+from hiw.models import shift_runs as runs
+from hiw.models.checkpoints import LATEST
+from hiw.models.shift_checkpoint import cached_tokenizer, load_tokenizer
+from hiw.models.shift_metrics import JointErrors, codebook_stats, keypoints
+from hiw.models.shift_train import TrainSettings, train
 from hiw.models.tokenizer import PRESETS, MotionTokenizer, TokenizerConfig, stream
-from hiw.models.train import TrainSettings, train
 from hiw.storage import open_catalog
 
 SMALL = TokenizerConfig(codebook_size=64, code_dim=16, width=32, depth=1)
@@ -101,6 +102,51 @@ def test_training_lowers_the_loss_and_resumes_exactly(tmp_path):
         train(tmp_path / "b", small("shift"), FAST, seqs, stats, {**data, "fingerprint": "x"}, torch.device("cpu"))
 
 
+def test_the_shared_loop_takes_the_steps_of_the_loop_it_replaced(tmp_path):
+    """With its defaults (constant lr, no clipping, no validation, fp32) the loop is the tokenizer's old loop, step for step."""
+    seqs = procedural_sequences(30, seed=0, split="train")
+    stats = compute_stats(seqs, "d")
+    settings = FAST.model_copy(update={"steps": 8, "log_every": 1})
+    torch.manual_seed(settings.seed)  # the loop of hiw/models/train.py before the loop was shared
+    model = MotionTokenizer(small("shift"))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    rng = np.random.default_rng(settings.seed)
+    model.train()
+    losses = []
+    for _ in range(settings.steps):
+        feats, masks = random_batch(seqs, rng, settings.batch, stats, settings.window)
+        out = model(torch.from_numpy(feats), torch.from_numpy(masks))
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        optimizer.step()
+        losses.append(out.terms["loss"])
+    result = train(tmp_path, small("shift"), settings, seqs, stats, {"fingerprint": "d"}, torch.device("cpu"))
+    assert [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == losses
+    shared = torch.load(result.checkpoint, weights_only=True)["model"]
+    assert all(torch.equal(shared[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_checkpoint_from_before_the_shared_loop_loads_and_resumes(tmp_path):
+    seqs = procedural_sequences(30, seed=0, split="train")
+    stats = compute_stats(seqs, "d")
+    half = FAST.model_copy(update={"steps": 10})
+    train(tmp_path / "new", small("shift"), half, seqs, stats, {"fingerprint": "d"}, torch.device("cpu"))
+    state = torch.load(tmp_path / "new" / "checkpoints" / LATEST, weights_only=True)
+    old_settings = {
+        k: state["settings"][k]
+        for k in ("steps", "batch", "lr", "weight_decay", "seed", "log_every", "checkpoint_every", "window")
+    }
+    old = {k: state[k] for k in ("step", "model", "optimizer", "rng", "torch_rng", "model_config", "stats", "data")}
+    folder = tmp_path / "old" / "checkpoints"  # the layout hiw/models/train.py wrote: no kind, no best
+    folder.mkdir(parents=True)
+    for name in ("step-0000010.pt", LATEST):
+        torch.save(old | {"settings": old_settings}, folder / name)
+    loaded = load_tokenizer(tmp_path / "old")
+    assert loaded.step == 10 and loaded.path.name == "step-0000010.pt" and loaded.stats == stats
+    resumed = train(tmp_path / "old", small("shift"), FAST, seqs, stats, {"fingerprint": "d"}, torch.device("cpu"))
+    assert resumed.resumed_from == 10 and resumed.step == 30
+
+
 def test_nan_input_stops_training_before_the_codebook_moves(tmp_path, monkeypatch):
     seqs = procedural_sequences(10, seed=0)
     stats = compute_stats(seqs, "d")
@@ -128,13 +174,17 @@ def test_metrics_in_joint_space():
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("shift-run")
-    result = runs.train_run(run, SOURCE, small("shift"), FAST)
+    result = runs.train_run(run, SOURCE, small("shift"), FAST.model_copy(update={"val_every": 15}))
     return run, result
 
 
 def test_train_run_writes_stats_checkpoint_and_run_file(trained_run):
     run, result = trained_run
     assert result.checkpoint.is_file() and result.step == 30
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in logged if "val_loss" in m] == [15, 30]  # on windows of the val split
+    assert result.best.name == "best.pt" and result.best_val_loss == min(m["val_loss"] for m in logged if "val_loss" in m)
+    assert load_tokenizer(result.best).step in (15, 30)
     stats = json.loads((run / "features" / "stats.json").read_text())
     assert stats["dataset"] == SOURCE.fingerprint() and len(stats["mean"]) == 198
     info = json.loads((run / "run.json").read_text())
@@ -148,6 +198,7 @@ def test_tokenize_and_reconstruct_write_tables_with_lineage(trained_run):
     sequences = {s.clip_id: s for s in procedural_sequences(SOURCE.clips, SOURCE.seed)}
     assert len(rows) == len(sequences) == tokens.rows
     loaded = load_tokenizer(run)
+    assert cached_tokenizer(run) is cached_tokenizer(run / "checkpoints" / LATEST)  # loaded once per process
     for row in rows:
         assert row["n_steps"] == -(-row["n_frames"] // 4) and len(row["tokens"]) == 4 * row["n_steps"]
         assert row["stream"] == ["left-traj", "left-pose", "right-traj", "right-pose"]

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from conftest import FPHAB, fixture_file, make_clip
+from conftest import DEFAULTS, FPHAB, fixture_file, make_clip
 from hiw.config import load_config
 from hiw.errors import StageError
-from hiw.flows import stages
+from hiw.flows import settings, stages
 from hiw.flows.build import build_plain
 from hiw.motion import quality
 from hiw.motion.camera import Intrinsics
-from hiw.motion.pipeline import MotionSettings, process_motion, require_motion
+from hiw.motion.pipeline import process_motion, require_motion
 from hiw.schemas import HANDS, HandTrack
 from hiw.storage import read_table
 from hiw.trackers.base import ClipTracks
@@ -28,7 +28,7 @@ FPS = 30.0
 N = 48  # source frames (1.6 s): enough for the fit's smoothness terms, short enough to fit fast
 K = Intrinsics.from_fov(1920, 1080)
 CENTRES = {"left": np.array([-0.12, 0.05, 0.5]), "right": np.array([0.12, 0.05, 0.5])}
-SETTINGS = MotionSettings()
+SETTINGS = settings.motion_settings(DEFAULTS)
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_single_frame_gives_one_frame_then_too_short(world_hands):
         motion.fps,
     )
     with pytest.raises(StageError) as err:
-        quality.check(metrics, quality.QualitySettings())
+        quality.check(metrics, settings.quality_settings(DEFAULTS))
     assert err.value.reason == "too_short"
 
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FPHAB, fixture_file
+from conftest import DEFAULTS, FPHAB, fixture_file
 from hiw.errors import StageError
+from hiw.flows import settings
 from hiw.motion.evaluate import fit_error, robustness, roundtrip
 from hiw.motion.fit import FitSettings, closed_form_pose, fit_hand
 from hiw.motion.hand_model import (
@@ -19,6 +20,8 @@ from hiw.motion.hand_model import (
 from hiw.motion.mano import ManoHand, random_mano_struct
 from hiw.motion.open_skeleton import OpenSkeleton, template
 from hiw.trackers.precomputed import read_fphab
+
+BUILD = settings.motion_settings(DEFAULTS)  # the fit a build runs
 
 
 def test_keypoint_orders_are_permutations_that_round_trip():
@@ -77,22 +80,22 @@ def test_absurd_bone_lengths_are_a_stage_error(write_joints):
 
 
 def test_fit_on_real_fphab_motion_is_within_5_mm(write_joints):
-    mean_mm, _ = fit_error(write_joints)
+    mean_mm, _ = fit_error(write_joints, BUILD.fit)
     assert mean_mm < 5.0
     closed, _ = fit_error(write_joints, FitSettings(iterations=0))  # the warm start alone is already close
     assert closed < 5.0
 
 
 def test_noise_and_dropped_frames_are_reduced_by_the_motion_pipeline(write_joints):
-    noisy_mm, out_mm, coverage = robustness(write_joints, noise_mm=5.0, drop=0.2, seed=3)
+    noisy_mm, out_mm, coverage = robustness(write_joints, noise_mm=5.0, drop=0.2, settings=BUILD, seed=3)
     assert 7.0 < noisy_mm < 9.0  # 5 mm per coordinate
     assert out_mm / noisy_mm < 0.7 and coverage > 0.95
 
 
 def test_round_trip_recovers_random_plausible_parameters():
-    joint_deg, global_deg = roundtrip(64, seed=2)
+    joint_deg, global_deg = roundtrip(BUILD.fit, 64, seed=2)
     assert joint_deg < 0.05 and global_deg < 0.05
-    joint_deg, _ = roundtrip(64, seed=2, max_twist_deg=10)  # twist is invisible to keypoints: bounded loss
+    joint_deg, _ = roundtrip(BUILD.fit, 64, seed=2, max_twist_deg=10)  # twist is invisible to keypoints: bounded loss
     assert 1.0 < joint_deg < 10.0
 
 
@@ -102,7 +105,7 @@ def test_missing_frames_get_no_parameters(write_joints):
     valid[10:15] = False
     keypoints[20, 5] = np.nan  # a NaN keypoint invalidates its frame
     model = OpenSkeleton.calibrated("right", keypoints, valid & np.isfinite(keypoints).all(axis=(1, 2)))
-    fit = fit_hand(model, keypoints, valid)
+    fit = fit_hand(model, keypoints, valid, BUILD.fit)
     assert not fit.valid[10:15].any() and not fit.valid[20] and fit.valid.sum() == 34
     assert np.isnan(fit.rotations[12]).all() and np.isfinite(fit.rotations[fit.valid]).all()
     assert np.nanmean(fit.error_mm) < 5.0

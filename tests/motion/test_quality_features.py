@@ -8,7 +8,9 @@ import pytest
 import roma
 import torch
 
+from conftest import DEFAULTS
 from hiw.errors import StageError
+from hiw.flows import settings
 from hiw.motion.features import FEATURES, HAND_FEATURES, canonical_origin, motion_features
 from hiw.motion.quality import QualityMetrics, QualitySettings, check, jitter, measure, top3_mean
 from hiw.motion.rotations import angle_deg, interpolate, matrix_to_6d, project, rotation_between, sixd_to_matrix
@@ -164,8 +166,8 @@ def test_measure_worse_hand_and_no_hands() -> None:
 
 
 def test_check_passes_a_good_clip() -> None:
-    check(QualityMetrics(jitter_translation=3.0, jitter_rotation=40.0, motion_s=2.0), QualitySettings())
-    check(QualityMetrics(50.0, 500.0, 1.0), QualitySettings())  # thresholds are inclusive
+    check(QualityMetrics(jitter_translation=3.0, jitter_rotation=40.0, motion_s=2.0), settings.quality_settings(DEFAULTS))
+    check(QualityMetrics(50.0, 500.0, 1.0), settings.quality_settings(DEFAULTS))  # thresholds are inclusive
 
 
 @pytest.mark.parametrize(
@@ -180,7 +182,7 @@ def test_check_passes_a_good_clip() -> None:
 )
 def test_check_names_the_failing_filter(metrics: QualityMetrics, reason: str, shown: list[str]) -> None:
     with pytest.raises(StageError) as info:
-        check(metrics, QualitySettings())
+        check(metrics, settings.quality_settings(DEFAULTS))
     assert info.value.reason == reason
     for text in shown:
         assert text in info.value.detail

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import roma
 import torch
 
+from conftest import DEFAULTS
+from hiw.flows import settings
 from hiw.motion.temporal import (
     ParamSequence,
-    TemporalSettings,
     fill_gaps,
     resample,
     resample_array,
@@ -164,7 +167,7 @@ def test_smooth_brings_noisy_motion_closer_to_the_clean_one() -> None:
     clean = sequence(n)
     obs = noisy(clean, rot_sigma=0.03, transl_sigma=0.004)  # ~3 deg and 4 mm of tracker noise
 
-    out = smooth(obs, FPS, TemporalSettings())
+    out = smooth(obs, FPS, settings.temporal_settings(DEFAULTS))
 
     err_in, err_out = geodesic(obs.rotations, clean.rotations).mean(), geodesic(out.rotations, clean.rotations).mean()
     assert err_out < 0.7 * err_in, (err_in, err_out)
@@ -177,7 +180,7 @@ def test_smooth_brings_noisy_motion_closer_to_the_clean_one() -> None:
 
 def test_smooth_keeps_a_clean_motion() -> None:
     clean = sequence(90)
-    out = smooth(clean, FPS, TemporalSettings())
+    out = smooth(clean, FPS, settings.temporal_settings(DEFAULTS))
     rot_err, transl_err = geodesic(out.rotations, clean.rotations), np.abs(out.transl - clean.transl)
     assert rot_err[3:-3].max() < 0.015 and transl_err[3:-3].max() < 5e-4  # < 1 deg, 0.5 mm inside the run
     # the Gaussian pass pads a run's ends with its edge values, so the first and last frames lag a little
@@ -194,7 +197,7 @@ def test_smooth_stays_within_runs() -> None:
     transl = np.empty((n, 3), np.float32)
     transl[:30], transl[40:] = [0.0, 0.0, 0.4], [0.3, -0.1, 0.5]
     rot[30:40], transl[30:40] = np.nan, np.nan
-    out = smooth(ParamSequence.observed(rot, transl, valid), FPS, TemporalSettings())
+    out = smooth(ParamSequence.observed(rot, transl, valid), FPS, settings.temporal_settings(DEFAULTS))
 
     assert np.isnan(out.rotations[30:40]).all() and np.isnan(out.transl[30:40]).all()
     np.testing.assert_allclose(out.rotations[:30], np.broadcast_to(r_a, (30, J, 3, 3)), atol=1e-5)
@@ -206,7 +209,7 @@ def test_smooth_stays_within_runs() -> None:
     seq = noisy(sequence(n, valid), 0.03, 0.004)
     garbage = ParamSequence(seq.rotations.copy(), seq.transl.copy(), seq.valid, seq.filled)
     garbage.rotations[30:40], garbage.transl[30:40] = 1e3, -1e3
-    a, b = smooth(seq, FPS, TemporalSettings()), smooth(garbage, FPS, TemporalSettings())
+    a, b = smooth(seq, FPS, settings.temporal_settings(DEFAULTS)), smooth(garbage, FPS, settings.temporal_settings(DEFAULTS))
     np.testing.assert_array_equal(a.rotations[valid], b.rotations[valid])
     np.testing.assert_array_equal(a.transl[valid], b.transl[valid])
     assert np.isfinite(a.rotations[valid]).all() and np.isnan(a.rotations[~valid]).all()
@@ -216,7 +219,7 @@ def test_smooth_handles_very_short_runs() -> None:
     n = 12
     valid = np.array([1, 0, 1, 1, 0, 1, 1, 1, 0, 0, 0, 1], bool)  # runs of 1, 2, 3 and 1 frames
     seq = noisy(sequence(n, valid), 0.03, 0.004)
-    out = smooth(seq, FPS, TemporalSettings())
+    out = smooth(seq, FPS, settings.temporal_settings(DEFAULTS))
     assert out.valid.tolist() == valid.tolist()
     assert np.isfinite(out.rotations[valid]).all() and np.isnan(out.rotations[~valid]).all()
     assert_rotations(out.rotations[valid])
@@ -224,15 +227,15 @@ def test_smooth_handles_very_short_runs() -> None:
         np.testing.assert_allclose(out.rotations[frame], seq.rotations[frame], atol=1e-5)
         np.testing.assert_allclose(out.transl[frame], seq.transl[frame], atol=1e-6)
 
-    single = smooth(sequence(1), FPS, TemporalSettings())
+    single = smooth(sequence(1), FPS, settings.temporal_settings(DEFAULTS))
     assert single.rotations.shape == (1, J, 3, 3) and np.isfinite(single.rotations).all()
-    empty = smooth(sequence(5, np.zeros(5, bool)), FPS, TemporalSettings())
+    empty = smooth(sequence(5, np.zeros(5, bool)), FPS, settings.temporal_settings(DEFAULTS))
     assert np.isnan(empty.rotations).all()
 
 
 def test_smooth_without_gaussian_pass() -> None:
     seq = noisy(sequence(60), 0.03, 0.004)
-    out = smooth(seq, FPS, TemporalSettings(gaussian_sigma_s=0.0))
+    out = smooth(seq, FPS, dataclasses.replace(settings.temporal_settings(DEFAULTS), gaussian_sigma_s=0.0))
     assert_rotations(out.rotations)
     assert geodesic(out.rotations, seq.rotations).mean() > 1e-3  # the Savitzky-Golay pass alone still filters
 
@@ -333,7 +336,14 @@ def test_pipeline_order_keeps_invariants() -> None:
     seq.rotations[~valid], seq.transl[~valid] = np.nan, np.nan
     positions = resample_positions(n, FPS, 15)
 
-    out = resample(smooth(fill_gaps(seq, max_gap=int(TemporalSettings().max_gap_s * FPS)), FPS, TemporalSettings()), positions)
+    out = resample(
+        smooth(
+            fill_gaps(seq, max_gap=int(settings.temporal_settings(DEFAULTS).max_gap_s * FPS)),
+            FPS,
+            settings.temporal_settings(DEFAULTS),
+        ),
+        positions,
+    )
 
     assert len(out.valid) == 45
     assert out.valid.tolist() == [(p >= 2 and not 50 <= p < 70) for p in positions]

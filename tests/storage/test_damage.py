@@ -9,13 +9,12 @@ import hashlib
 
 import pytest
 
-from conftest import copy_fphab_all, fphab_config, textured_frames, write_video
+from conftest import copy_fphab_all, fphab_config, hiw, textured_frames, write_video
 from hiw.config import load_config
 from hiw.flows import stages
 from hiw.flows.build import build_plain
 from hiw.storage import list_versions, load_manifest, read_table
 from hiw.storage.groups import GroupStore
-from test_cli import hiw
 
 FILES = ["Subject_1/pour_milk/1", "Subject_2/squeeze_paper/5", "Subject_3/pour_milk/4"]
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from conftest import copy_fphab_all, fphab_config
+from hiw.caches import FRAMES_DIR, OBSERVATIONS_DIR
 from hiw.cli import app
 from hiw.flows.build import build_plain
-from hiw.flows.observations import OBSERVATIONS_DIR
 from hiw.schemas import Reject, to_table
 from hiw.storage import list_versions
 from hiw.storage.groups import GroupStore
-from hiw.video.sample import FRAMES_DIR
 
 FILES = ["Subject_2/squeeze_paper/5", "Subject_3/read_letter/4", "Subject_1/open_letter/4"]
 

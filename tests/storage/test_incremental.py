@@ -11,10 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import FPHAB_TWO_GROUPS, copy_fphab, copy_fphab_all, fphab_config
+from hiw.caches import OBSERVATIONS_DIR
 from hiw.cli import app
 from hiw.config import load_config
 from hiw.flows.build import build_plain
-from hiw.flows.observations import OBSERVATIONS_DIR
 from hiw.storage import list_versions, load_manifest, read_table
 from hiw.storage.diff import diff_versions
 

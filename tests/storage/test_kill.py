@@ -20,13 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FPHAB_SETTINGS, FPHAB_TWO_GROUPS, copy_fphab, copy_fphab_all
+from conftest import FPHAB_SETTINGS, FPHAB_TWO_GROUPS, HIW, copy_fphab, copy_fphab_all
 from hiw.config import load_config
 from hiw.flows.build import build_plain
 from hiw.storage import list_versions, load_manifest, open_catalog, read_table
 from hiw.storage.verify import verify_version
 
-HIW = Path(sys.executable).with_name("hiw")
 # Subject_1/scratch_sponge/3 ends a third shard group after FPHAB_TWO_GROUPS' two
 FILES = [
     *FPHAB_TWO_GROUPS,

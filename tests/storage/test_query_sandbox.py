@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -18,14 +17,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import FPHAB_TWO_GROUPS, copy_fphab, copy_fphab_all, fphab_config
+from conftest import FPHAB_TWO_GROUPS, HIW, copy_fphab, copy_fphab_all, fphab_config
 from hiw.data.splits import dataset_splits
 from hiw.flows.build import build_plain
 from hiw.schemas import TokenRecord
 from hiw.storage import CATALOG_FILE, load_manifest, open_catalog, read_table, write_derived
 from hiw.storage.sandbox import query_rows, read_clip_ids
 
-HIW = Path(sys.executable).with_name("hiw")
 SECRET = "not-for-curators-7f3a"
 
 

@@ -17,17 +17,14 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from conftest import copy_fphab, copy_fphab_all, fphab_config
-from hiw import config as config_module
+from conftest import HIW, copy_fphab, copy_fphab_all, fphab_config
 from hiw.cli import app
-from hiw.config import STAGE_FIELDS, BuildConfig
 from hiw.errors import ConfigError
 from hiw.flows.build import build_plain
 from hiw.schemas.ids import file_digest
 from hiw.storage import list_versions, load_manifest, read_table
 from hiw.storage.versions import BuildLock
 
-HIW = Path(sys.executable).with_name("hiw")
 FILES = [
     "Subject_2/squeeze_paper/5",
     "Subject_3/read_letter/4",
@@ -68,18 +65,6 @@ def two_versions(tmp_path_factory, fphab_dir):
     copy_fphab(fphab_dir, inputs, EXTRA)
     second = build_plain(cfg)
     return cfg, first, second, v1_clips
-
-
-# ---------------------------------------------------------------- config
-
-
-def test_every_setting_is_in_exactly_one_stage_or_not_hashed():
-    fields = set(BuildConfig.model_fields)
-    staged = [name for names in STAGE_FIELDS.values() for name in names]
-    not_hashed = config_module._NOT_HASHED
-    assert len(staged) == len(set(staged)), f"in two stages: {sorted({f for f in staged if staged.count(f) > 1})}"
-    assert not set(staged) & not_hashed
-    assert set(staged) | not_hashed == fields, f"escape the rebuild keys: {sorted(fields - set(staged) - not_hashed)}"
 
 
 # ---------------------------------------------------------------- publish / no-op rebuild

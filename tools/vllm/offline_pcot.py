@@ -28,7 +28,14 @@ ENGINE_ARGS = dict(
 async def annotate(model_dir: str, frames: list[str]) -> dict:
     facts = (HandFacts("left", 0.9, moving=True, speed_m_s=0.2, directions=("up",)), HandFacts("right", 0.95, grip="grasp"))
     clip = ClipInput("c_offline", "v_offline", "offline.mp4", 4.0, "#C C picks up the plate", facts, tuple(frames))
-    annotator = PCoTAnnotator(VLLMBackend(model_dir, **ENGINE_ARGS), sampling=Sampling(max_tokens=512))
+    annotator = PCoTAnnotator(
+        VLLMBackend(model_dir, **ENGINE_ARGS),
+        None,
+        None,
+        Sampling(temperature=0.0, max_tokens=512, seed=0),
+        max_active_clips=4,
+        invalid_retries=0,
+    )
     try:
         out = await annotator.annotate(clip)
     finally:

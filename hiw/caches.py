@@ -1,6 +1,9 @@
-"""Damaged cache entries are moved aside, not deleted and not trusted: the build recomputes them, and the bad
-file stays next to where it was (``<name>.corrupt-<time>``) for whoever wants to see what happened to it.
-``hiw gc`` removes these."""
+"""The caches under a dataset root, and what happens to an entry that cannot be read.
+
+Every cache is keyed by content (so a stale entry is never found) and is only a cache: a damaged entry is moved
+aside, not deleted and not trusted (``<name>.corrupt-<time>``, for whoever wants to see what happened to it), and
+recomputed. ``hiw gc`` removes what no version uses and what was moved aside.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,11 @@ from pathlib import Path
 
 log = logging.getLogger("hiw.cache")
 MARK = ".corrupt-"
+
+CACHE_DIR = Path("cache")
+OBSERVATIONS_DIR = CACHE_DIR / "observations"  # what tracking saw per clip (hiw.flows.observations)
+FRAMES_DIR = CACHE_DIR / "frames"  # the frames the VLM sees per clip (hiw.video.sample)
+RESPONSES_FILE = CACHE_DIR / "vlm-responses.sqlite"  # the VLM's answers by request (hiw.annotators.cache)
 
 
 def quarantine(path: Path, why: str) -> Path | None:

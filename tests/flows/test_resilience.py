@@ -17,9 +17,10 @@ import pytest
 
 from conftest import copy_fphab_all, fphab_config
 from hiw.errors import ConfigError
-from hiw.flows import stages, units
+from hiw.flows import stages
 from hiw.flows.build import build_flow
 from hiw.storage import read_table
+from hiw.trackers import precomputed
 
 FILES = ["Subject_1/pour_milk/1", "Subject_2/squeeze_paper/5"]
 
@@ -126,7 +127,7 @@ def test_a_video_that_cannot_be_read_holds_the_new_version_back(inputs, tmp_path
     cfg = fphab_config(inputs, tmp_path / "out", task_retry_backoff_s=0.05)
     first = build_flow(cfg)
     changed = fphab_config(inputs, cfg.out, savgol_window_s=0.5, task_retry_backoff_s=0.05)  # a change to publish
-    real, calls = units.probe_tracks, Counter()
+    real, calls = precomputed.probe_tracks, Counter()
 
     def flaky_probe(path):
         calls[path.name] += 1
@@ -134,12 +135,12 @@ def test_a_video_that_cannot_be_read_holds_the_new_version_back(inputs, tmp_path
             raise TimeoutError("share did not answer")
         return real(path)
 
-    monkeypatch.setattr(units, "probe_tracks", flaky_probe)
+    monkeypatch.setattr(precomputed, "probe_tracks", flaky_probe)  # what TrackFiles.probe calls
     held = build_flow(changed)
     assert max(calls.values()) == 3  # retried, then given up
     assert not held.published and held.version == "v1" and "1 video(s) could not be read" in held.held
     assert held.rejects_by_reason == first.rejects_by_reason  # v1 as it was: nothing of the unread video lost
-    monkeypatch.setattr(units, "probe_tracks", real)
+    monkeypatch.setattr(precomputed, "probe_tracks", real)
     again = build_flow(changed)
     assert again.published and again.version == "v2" and again.clips_planned == first.clips_planned
 

@@ -4,11 +4,10 @@ Real videos and F-PHAB tracks, the real CLI (exit codes) and plain builds."""
 
 from __future__ import annotations
 
-from conftest import FPHAB_SETTINGS, copy_fphab_all, fphab_config, textured_frames, write_video
+from conftest import FPHAB_SETTINGS, copy_fphab_all, fphab_config, hiw, textured_frames, write_video
 from hiw.config import load_config
 from hiw.flows.build import build_plain
 from hiw.storage import list_versions, read_table
-from test_cli import hiw
 
 FLAGS = [f for k, v in FPHAB_SETTINGS.items() for f in (f"--{k.replace('_', '-')}", str(v))]
 VIDEO_SETTINGS = dict(window_s=2.0, min_clip_s=1.0, workers=2)

@@ -3,21 +3,12 @@
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import textured_frames, write_video
+from conftest import HIW, hiw, textured_frames, write_video
 from hiw.cli import build as build_command
 from hiw.config import BuildConfig
-
-HIW = Path(sys.executable).with_name("hiw")
-
-
-def hiw(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([str(HIW), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
 
 def test_every_config_field_has_a_flag():

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FPHAB_SETTINGS, fixture_file
+from conftest import FPHAB_SETTINGS, clip_plan, fixture_file, hiw
 from hiw.errors import ConfigError
 from hiw.schemas import Narration, VideoSource
 from hiw.storage import read_table
 from hiw.storage.verify import verify_version
-from hiw.video.clips import ClipPlan, plan_clips
+from hiw.video.clips import plan_clips
 from hiw.video.discover import check_inputs, read_manifest
-from test_cli import hiw
 
 HEADER = "video,start_s,end_s,text\n"
 
@@ -114,7 +113,7 @@ def test_narrations_past_the_end_one_reject_per_reason_and_a_partly_past_one_is_
         Narration(start_s=5.0, end_s=6.0, text="#C C leaves"),
         Narration(start_s=7.0, end_s=8.0, text="#C C comes back"),
     ]
-    clips, problems = plan_clips(video(4.0), narrations, ClipPlan(min_clip_s=1.0))
+    clips, problems = plan_clips(video(4.0), narrations, clip_plan(min_clip_s=1.0))
     assert [(c.start_frame, c.end_frame, c.narration) for c in clips] == [(0, 120, "#C C wipes the table")]
     cut, problem = problems  # a reject's id is (stage, video, reason): two rows of one reason would collide
     assert cut.reason == "narration_cut_at_end"
@@ -128,7 +127,7 @@ def test_narrations_past_the_end_one_reject_per_reason_and_a_partly_past_one_is_
 
 def test_a_narration_listed_twice_makes_one_clip():
     twice = [Narration(start_s=1.0, end_s=2.0, text="#C C nods"), Narration(start_s=1.0, end_s=2.0, text="#C C nods")]
-    clips, problems = plan_clips(video(4.0), twice, ClipPlan(min_clip_s=1.0))
+    clips, problems = plan_clips(video(4.0), twice, clip_plan(min_clip_s=1.0))
     assert len(clips) == 1 and [(p.reason, p.detail) for p in problems] == [
         ("duplicate_narration", "narration '#C C nods' at 1-2 s is listed twice")
     ]
@@ -136,7 +135,7 @@ def test_a_narration_listed_twice_makes_one_clip():
 
 def test_many_narrations_past_the_end_list_only_the_first_few():
     narrations = [Narration(start_s=10.0 + i, end_s=11.0 + i, text=f"#C C step {i}") for i in range(20)]
-    _, (problem,) = plan_clips(video(4.0), narrations, ClipPlan(min_clip_s=1.0))
+    _, (problem,) = plan_clips(video(4.0), narrations, clip_plan(min_clip_s=1.0))
     assert problem.detail.startswith("20 narrations: ") and problem.detail.endswith("'#C C step 4'; and 15 more")
 
 

@@ -14,11 +14,11 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import textured_frames, write_video
+from conftest import clip_plan, textured_frames, write_video
 from hiw.config import load_config
 from hiw.errors import StageError
 from hiw.flows import stages
-from hiw.video.clips import ClipPlan, plan_clips
+from hiw.video.clips import plan_clips
 from hiw.video.decode import decode_clip, working_size
 from hiw.video.probe import probe_video
 
@@ -87,7 +87,7 @@ def test_probe_reports_displayed_size_and_tag(tagged, degrees):
     video = probe_video(paths[degrees])
     shown_w, shown_h = (H, W) if degrees in (90, 270) else (W, H)
     assert (video.width, video.height, video.rotation) == (shown_w, shown_h, degrees)
-    clip = plan_clips(video, [], ClipPlan(window_s=1.0, min_clip_s=1.0))[0][0]
+    clip = plan_clips(video, [], clip_plan(window_s=1.0, min_clip_s=1.0))[0][0]
     K = stages.intrinsics(clip, load_config(videos="."))
     assert (K.cx, K.cy) == (shown_w / 2, shown_h / 2)
 
@@ -97,7 +97,7 @@ def test_probe_reports_displayed_size_and_tag(tagged, degrees):
 def test_decoded_frames_are_as_displayed(tagged, degrees, decoder):
     source, paths = tagged
     video = probe_video(paths[degrees])
-    clips, _ = plan_clips(video, [], ClipPlan(window_s=1.0, min_clip_s=1.0))
+    clips, _ = plan_clips(video, [], clip_plan(window_s=1.0, min_clip_s=1.0))
     clip = clips[1]  # starts after a seek
     cfg = load_config(videos=".", track_width=TRACK_WIDTH, decoder=decoder, min_clip_s=1.0)
     frames = stages.decode(clip, cfg, video.rotation)
@@ -113,7 +113,7 @@ def test_cv2_refuses_to_squash_a_frame_into_the_wrong_orientation(tagged):
     """A clip whose size is the stored (not displayed) one must fail, not be resized out of shape."""
     _, paths = tagged
     video = probe_video(paths[90])
-    clip = plan_clips(video, [], ClipPlan(window_s=1.0, min_clip_s=1.0))[0][0]
+    clip = plan_clips(video, [], clip_plan(window_s=1.0, min_clip_s=1.0))[0][0]
     stored = clip.model_copy(update={"width": video.height, "height": video.width})
     with pytest.raises(StageError) as err:
         decode_clip(stored, target_width=TRACK_WIDTH, decoder="cv2")

@@ -1,4 +1,4 @@
-"""Reconstruction metrics in joint space: features -> rotations -> forward kinematics of each hand's skeleton.
+"""The tokenizer's reconstruction metrics in joint space: features -> rotations -> forward kinematics of each hand's skeleton.
 
 - MPJPE (mm): mean distance between the 21 reconstructed and original keypoints (wrist translation
   included), over every valid frame of every hand; the local MPJPE measures the keypoints relative to

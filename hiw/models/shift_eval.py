@@ -1,4 +1,4 @@
-"""Held-out evaluation of a trained tokenizer: tokenize, decode, compare in joint space (``hiw.models.metrics``)."""
+"""Held-out evaluation of a trained tokenizer: tokenize, decode, compare in joint space (``hiw.models.shift_metrics``)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pydantic import BaseModel
 
 from hiw.data.sequences import MotionSequence
 from hiw.models import codec
-from hiw.models.checkpoint import LoadedTokenizer
-from hiw.models.metrics import JointErrors, codebook_stats, keypoints
+from hiw.models.shift_checkpoint import LoadedTokenizer
+from hiw.models.shift_metrics import JointErrors, codebook_stats, keypoints
 
 
 class CodebookReport(BaseModel):

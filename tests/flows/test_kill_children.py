@@ -18,11 +18,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import FPHAB_SETTINGS, FPHAB_TWO_GROUPS, copy_fphab_all, fphab_config
+from conftest import FPHAB_SETTINGS, FPHAB_TWO_GROUPS, HIW, copy_fphab_all, fphab_config
 from hiw.flows import lifeline
 from hiw.flows.runners import task_runner
 
-HIW = Path(sys.executable).with_name("hiw")
 START_S = 150  # a cold temporary server and pool on a busy 2-core machine take a while
 GONE_S = 15  # the watchdog's grace is 3 s; the rest is slack for a loaded machine
 SLOW = dict(FPHAB_SETTINGS, fit_iterations=200)  # a minute of fitting: the build is still running when it is killed

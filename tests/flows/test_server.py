@@ -1,4 +1,4 @@
-"""hiw against a real `prefect server start` (tests/orchestration/conftest.py): what the build leaves on the
+"""hiw against a real `prefect server start` (tests/flows/conftest.py): what the build leaves on the
 server (flow and task runs, the report artifact), tag concurrency limits acting on a build's tasks across Dask
 worker processes and on its VLM requests, `hiw deploy` serving a cron deployment, and prefect.yaml registering
 one for a work pool.
@@ -19,14 +19,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import FPHAB_SETTINGS, copy_fphab_all
+from conftest import FPHAB_SETTINGS, copy_fphab_all, hiw
 from hiw.config import BuildConfig
 from hiw.flows.build import REPORT_KEY
-from hiw.flows.runners import TRACKER_TAG, VLM_TAG
 from hiw.flows.summary import BuildSummary
+from hiw.flows.work import TRACKER_TAG, VLM_TAG
 from hiw.report import report_markdown
 from hiw.testing.openai_server import OpenAIServer
-from test_cli import hiw
 
 pytestmark = pytest.mark.slow
 

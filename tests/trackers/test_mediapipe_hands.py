@@ -1,18 +1,20 @@
-"""mediapipe prints native log lines to stderr each time a graph starts (once per clip): the tracker drops those
-and nothing else. Real mediapipe on frames, stderr captured at the file-descriptor level."""
+"""The mediapipe tracker, built once per process. mediapipe prints native log lines to stderr each time a graph
+starts (once per clip): the tracker drops those and nothing else. Real mediapipe on frames, stderr
+captured at the file-descriptor level."""
 
 from __future__ import annotations
 
 import os
 import threading
 
-from conftest import textured_frames
-from hiw.trackers import TrackerSettings, make_tracker
+from conftest import DEFAULTS, textured_frames
+from hiw.flows import settings
+from hiw.trackers import make_tracker
 from hiw.trackers.mediapipe_hands import native_noise_dropped
 
 
 def test_tracking_clips_prints_no_native_noise(capfd):
-    tracker = make_tracker("mediapipe", TrackerSettings())
+    tracker = make_tracker("mediapipe", settings.tracker_settings(DEFAULTS))
     for seed in (0, 1):  # a graph per clip: the noise came once per clip
         tracker.track(textured_frames(3, 160, 120, seed=seed), 30.0, (160, 120))
     err = capfd.readouterr().err
@@ -29,3 +31,10 @@ def test_other_output_in_the_window_is_written_back(capfd):
     os.write(2, b"after\n")
     err = capfd.readouterr().err
     assert err == "a real warning from another thread\nafter\n"
+
+
+def test_a_tracker_is_built_once_per_process_for_its_settings():
+    same = settings.tracker_settings(DEFAULTS)
+    assert make_tracker("mediapipe", same) is make_tracker("mediapipe", settings.tracker_settings(DEFAULTS))
+    other = settings.tracker_settings(DEFAULTS.model_copy(update={"model_complexity": 0}))
+    assert make_tracker("mediapipe", other) is not make_tracker("mediapipe", same)

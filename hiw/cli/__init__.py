@@ -8,17 +8,16 @@ version back, which says why), 2 a usage or configuration error (one line on std
 from __future__ import annotations
 
 import inspect
-import sys
 import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from hiw import runtime
+from hiw.cli.common import EXIT_FAILURE, EXIT_USAGE, console, errors, fail, skipped_counts
 from hiw.config import BuildConfig, load_config
 from hiw.errors import ConfigError, HiwError
 
@@ -27,16 +26,6 @@ runtime.configure()
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode=None, help="Egocentric video -> aligned 3D hand motion and text."
 )
-console = Console(stderr=False)
-errors = Console(stderr=True)
-
-EXIT_FAILURE, EXIT_USAGE = 1, 2
-
-
-def fail(err: Exception, code: int) -> typing.NoReturn:
-    # one line, however narrow the terminal; the message is text, not rich markup (it may quote "[build]" or a path)
-    errors.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def _flag_type(annotation: Any) -> Any:
@@ -363,7 +352,7 @@ def export(
     counts = ", ".join(f"{k} {v}" for k, v in summary.splits.items())
     console.print(f"exported {summary.sequences} sequences ({counts}) from {name} to {summary.out}", highlight=False)
     if summary.skipped:
-        console.print(f"skipped: {_skipped(summary.skipped)}", highlight=False)
+        console.print(f"skipped: {skipped_counts(summary.skipped)}", highlight=False)
 
 
 def _progress_line(label: str):
@@ -408,14 +397,16 @@ def eval_fit(
     """Fit 3D hand sequences with the open skeleton and report the error (last line: mean_mm=, or ratio=)."""
     import numpy as np
 
+    from hiw.flows.settings import motion_settings
     from hiw.motion.evaluate import evaluate_file
 
     if not 0 <= drop < 1 or noise_mm < 0:
         fail(ConfigError("--drop must be in [0, 1) and --noise-mm >= 0"), EXIT_USAGE)
+    build_motion = motion_settings(BuildConfig())  # exactly the fit, gap filling and smoothing a build runs
     results = []
     for path in files:
         try:
-            result = evaluate_file(path, noise_mm, drop, seed)
+            result = evaluate_file(path, build_motion, noise_mm, drop, seed)
         except FileNotFoundError:
             errors.print(f"skipped {path}: no such file", style="yellow")
             continue
@@ -435,172 +426,10 @@ def eval_fit(
         console.print(f"ratio={ratio:.3f}", highlight=False)
 
 
-shift_app = typer.Typer(no_args_is_help=True, help="SHIFT motion tokenizer: train, tokenize, reconstruct, eval.")
+from hiw.cli.shift import shift_app  # noqa: E402 - after runtime.configure(), like every heavy import
+
 app.add_typer(shift_app, name="shift")
-
-DataOpt = Annotated[str, typer.Option("--data", help="'procedural' or a built dataset root (hiw build --out)")]
-RunOpt = Annotated[Path, typer.Option("--run", help="run folder (its latest checkpoint) or a checkpoint file")]
-ClipsOpt = Annotated[int, typer.Option("--clips", help="procedural data: clips generated (80% train, 10% val, 10% test)")]
-DataSeedOpt = Annotated[int, typer.Option("--data-seed", help="procedural data: generator seed")]
-DEFAULT_RUN = Path("hiw-runs/shift")
-
-
-def _data_source(spec: str | None, clips: int, seed: int):
-    from hiw.data.sources import DataSource
-
-    return None if spec is None else DataSource.parse(spec, clips, seed)
-
-
-def _split_and_source(split: str | None, spec: str | None, clips: int, seed: int):
-    """The checked --split and --data of tokenize/eval; a bad one exits 2 before any flow starts."""
-    from hiw.data.splits import check_split
-
-    try:
-        check_split(split)
-        return _data_source(spec, clips, seed)
-    except ConfigError as err:
-        fail(err, EXIT_USAGE)
-
-
-def _say(text: str) -> None:
-    """One unwrapped, unhighlighted line (scripts grep these)."""
-    console.print(text, highlight=False, soft_wrap=True)
-
-
-def _skipped(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items())) or "none"
-
-
-def _checkpoint(run: Path) -> Path:
-    """The checkpoint file of a run folder (or the file itself); checked before any flow starts."""
-    from hiw.models.checkpoint import resolve
-
-    try:
-        return resolve(run)
-    except ConfigError as err:
-        fail(err, EXIT_USAGE)
-
-
-def _shift_job(job, *args: Any, **kwargs: Any) -> Any:
-    """Run a tokenizer flow; usage errors exit 2, failures 1, both as one line."""
-    from hiw.flows import lifeline
-
-    lifeline.hold()  # the flow's temporary Prefect server dies with this process, however it ends
-    try:
-        return job(*args, **kwargs)
-    except ConfigError as err:
-        fail(err, EXIT_USAGE)
-    except (HiwError, ValueError) as err:
-        fail(err, EXIT_FAILURE)
-
-
-@shift_app.command("train")
-def shift_train(
-    data: DataOpt = "procedural",
-    preset: Annotated[
-        str, typer.Option(help="model and schedule size: tiny (CPU, minutes) or paper (4096x64 codebooks, width 512)")
-    ] = "tiny",
-    variant: Annotated[
-        str, typer.Option(help="shift (traj + pose VQ-VAEs), single (one VQ-VAE over 198), lr (per hand)")
-    ] = "shift",
-    run: Annotated[Path, typer.Option("--run", help="run folder: checkpoints, metrics.jsonl, run.json")] = DEFAULT_RUN,
-    steps: Annotated[int | None, typer.Option(help="total optimizer steps (the preset's if not given)")] = None,
-    batch: Annotated[int | None, typer.Option(help="windows per step (the preset's if not given)")] = None,
-    lr: Annotated[float | None, typer.Option(help="AdamW learning rate (the preset's if not given)")] = None,
-    seed: Annotated[int, typer.Option(help="seed of initialisation and batch sampling")] = 0,
-    clips: ClipsOpt = 2000,
-    data_seed: DataSeedOpt = 0,
-    device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), or a torch device name")] = "auto",
-    fresh: Annotated[bool, typer.Option("--fresh", help="discard the run folder's checkpoints instead of resuming")] = False,
-) -> None:
-    """Train the tokenizer; resumes from the run folder's latest checkpoint when there is one."""
-    from hiw.flows.shift import train_with_progress
-    from hiw.models import runs
-    from hiw.models.train import pick_device
-
-    try:
-        source = _data_source(data, clips, data_seed)
-        config = runs.model_config(preset, variant)
-        settings = runs.train_settings(preset, steps=steps, batch=batch, lr=lr, seed=seed)
-        pick_device(device)  # before any flow starts
-    except ConfigError as err:
-        fail(err, EXIT_USAGE)
-    _say(f"training {variant} ({preset}) on {source.describe()} for {settings.steps} steps -> {run}")
-
-    def show(m: dict[str, float]) -> None:
-        books = "  ".join(f"{k[:-11]} ppl {v:.1f}" for k, v in m.items() if k.endswith("_perplexity"))
-        _say(
-            f"step {m['step']}/{settings.steps}  loss {m['loss']:.4f}  recon {m['recon']:.4f}  vel {m['velocity']:.4f}  "
-            f"commit {m['commit']:.4f}  {books}  {m['sequences_per_s']:.1f} seq/s"
-        )
-
-    result = _shift_job(
-        train_with_progress, show, run_dir=run, source=source, config=config, settings=settings, device=device, fresh=fresh
-    )
-    if result.resumed_from:
-        _say(f"resumed from step {result.resumed_from}")
-    skipped = _skipped(result.skipped)
-    _say(f"checkpoint {result.checkpoint} (step {result.step}); {result.sequences_per_s:.1f} seq/s; skipped: {skipped}")
-
-
-@shift_app.command("tokenize")
-def shift_tokenize(
-    run: RunOpt = DEFAULT_RUN,
-    data: Annotated[str | None, typer.Option("--data", help="data to tokenize (default: what the run trained on)")] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="where tokens/ goes (default: the dataset root, or the run folder)")
-    ] = None,
-    split: Annotated[str | None, typer.Option(help="only this split (train|val|test); default all")] = None,
-    clips: ClipsOpt = 2000,
-    data_seed: DataSeedOpt = 0,
-) -> None:
-    """Write the tokens table: per clip the interleaved (left-traj, left-pose, right-traj, right-pose) stream."""
-    from hiw.flows.shift import tokenize_flow
-
-    source = _split_and_source(split, data, clips, data_seed)
-    result = _shift_job(tokenize_flow, _checkpoint(run), source, out, split)
-    skipped = _skipped(result.skipped)
-    _say(f"{result.rows} clips tokenized by {result.checkpoint_id} -> {result.path}; skipped: {skipped}")
-
-
-@shift_app.command("reconstruct")
-def shift_reconstruct(
-    run: RunOpt = DEFAULT_RUN,
-    out: Annotated[Path | None, typer.Option("--out", help="folder holding tokens/ (default as for tokenize)")] = None,
-) -> None:
-    """Decode the checkpoint's tokens table back to per-hand parameters (the reconstructions table)."""
-    from hiw.flows.shift import reconstruct_flow
-
-    result = _shift_job(reconstruct_flow, _checkpoint(run), out)
-    _say(f"{result.rows} clips reconstructed -> {result.path}")
-
-
-@shift_app.command("eval")
-def shift_eval(
-    run: RunOpt = DEFAULT_RUN,
-    data: Annotated[str | None, typer.Option("--data", help="data to evaluate on (default: what the run trained on)")] = None,
-    split: Annotated[str, typer.Option(help="train|val|test")] = "test",
-    clips: ClipsOpt = 2000,
-    data_seed: DataSeedOpt = 0,
-) -> None:
-    """Reconstruction metrics on held-out data; the last line is mpjpe_mm=<value>."""
-    from hiw.flows.shift import eval_flow
-
-    source = _split_and_source(split, data, clips, data_seed)
-    report = _shift_job(eval_flow, _checkpoint(run), source, split)
-    skipped = _skipped(report.skipped)
-    _say(f"{report.variant} {report.checkpoint_id} step {report.step} on {report.data}")
-    _say(f"sequences={report.sequences} hand_frames={report.frames} skipped: {skipped}")
-    for name, book in report.codebooks.items():
-        _say(f"codebook {name}: usage={book.usage:.3f} perplexity={book.perplexity:.1f}")
-    _say(f"local_mpjpe_mm={report.local_mpjpe_mm:.3f}  (keypoints relative to the wrist)")
-    _say(f"accel_mm={report.accel_mm:.3f}  (mm/frame^2)")
-    _say(f"mpjpe_mm={report.mpjpe_mm:.3f}")
 
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

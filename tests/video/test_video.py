@@ -3,10 +3,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import textured_frames, write_video
+from conftest import clip_plan, textured_frames, write_video
 from hiw.errors import ConfigError, StageError
 from hiw.schemas import Narration
-from hiw.video.clips import ClipPlan, plan_clips
+from hiw.video.clips import plan_clips
 from hiw.video.decode import decode_clip, working_size
 from hiw.video.discover import discover
 from hiw.video.probe import probe_video
@@ -98,14 +98,14 @@ def test_probe_rejects_truncated_mp4(tmp_path, small_video):
 
 def test_plan_fixed_windows(small_video):
     video = probe_video(small_video)  # 3.0 s
-    clips, problems = plan_clips(video, [], ClipPlan(window_s=1.0, stride_s=0.5, min_clip_s=0.8))
+    clips, problems = plan_clips(video, [], clip_plan(window_s=1.0, stride_s=0.5, min_clip_s=0.8))
     assert [(c.start_frame, c.end_frame) for c in clips] == [(0, 30), (15, 45), (30, 60), (45, 75), (60, 90)]
     assert not problems and len({c.clip_id for c in clips}) == 5
-    again, _ = plan_clips(video, [], ClipPlan(window_s=1.0, stride_s=0.5, min_clip_s=0.8))
+    again, _ = plan_clips(video, [], clip_plan(window_s=1.0, stride_s=0.5, min_clip_s=0.8))
     assert [c.clip_id for c in again] == [c.clip_id for c in clips]
-    other, _ = plan_clips(video, [], ClipPlan(window_s=1.0, stride_s=1.0, min_clip_s=0.8))
+    other, _ = plan_clips(video, [], clip_plan(window_s=1.0, stride_s=1.0, min_clip_s=0.8))
     assert other[0].clip_id != clips[0].clip_id  # the clip config is part of the id
-    clips, problems = plan_clips(video, [], ClipPlan(window_s=8.0, min_clip_s=4.0))
+    clips, problems = plan_clips(video, [], clip_plan(window_s=8.0, min_clip_s=4.0))
     assert clips == [] and problems[0].reason == "too_short"
 
 
@@ -116,7 +116,7 @@ def test_plan_narration_spans(small_video):
         Narration(start_s=0.0, end_s=2.5, text="#C C wipes the table"),
         Narration(start_s=5.0, end_s=6.0, text="#C C leaves"),  # after the end
     ]
-    clips, problems = plan_clips(video, narrations, ClipPlan(min_clip_s=1.0))
+    clips, problems = plan_clips(video, narrations, clip_plan(min_clip_s=1.0))
     assert [(c.plan, c.start_frame, c.end_frame, c.narration) for c in clips] == [
         ("narration", 0, 75, "#C C wipes the table"),
         ("narration", 18, 48, "#C C taps the table"),
@@ -126,7 +126,7 @@ def test_plan_narration_spans(small_video):
 
 def test_decode_clip_decord_and_cv2_agree(small_video):
     video = probe_video(small_video)
-    clips, _ = plan_clips(video, [], ClipPlan(window_s=1.0, min_clip_s=1.0))
+    clips, _ = plan_clips(video, [], clip_plan(window_s=1.0, min_clip_s=1.0))
     clip = clips[1]
     a = decode_clip(clip, target_width=160, decoder="decord")
     b = decode_clip(clip, target_width=160, decoder="cv2")

@@ -7,13 +7,16 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from test_cli import hiw
+from conftest import hiw
 
 
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("cli") / "run"
-    result = hiw("shift", "train", "--data", "procedural", "--preset", "tiny", "--clips", "40", "--steps", "4", "--run", str(run))
+    result = hiw(
+        "shift", "train", "--data", "procedural", "--preset", "tiny", "--clips", "40", "--steps", "4", "--val-every", "2",
+        "--run", str(run),
+    )  # fmt: skip
     return run, result
 
 
@@ -21,7 +24,8 @@ def test_train_prints_progress_and_writes_a_checkpoint(cli_run):
     run, result = cli_run
     assert result.returncode == 0, result.stderr
     assert "training shift (tiny) on procedural (clips=40, seed=0) for 4 steps" in result.stdout
-    assert "step 4/4" in result.stdout and "traj ppl" in result.stdout
+    assert "step 4/4" in result.stdout and "traj ppl" in result.stdout and "val_loss" in result.stdout
+    assert f"best {run / 'checkpoints' / 'best.pt'} (val_loss" in result.stdout
     assert (run / "checkpoints" / "step-0000004.pt").is_file()
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 4
     again = hiw("shift", "train", "--preset", "tiny", "--clips", "40", "--steps", "6", "--run", str(run))
@@ -52,6 +56,8 @@ def test_tokenize_reconstruct_and_eval(cli_run):
         (["shift", "train", "--preset", "huge"], "--preset must be one of"),
         (["shift", "train", "--variant", "vq"], "--variant must be shift, single or lr"),
         (["shift", "train", "--steps", "0"], "--steps must be at least 1"),
+        (["shift", "train", "--schedule", "linear"], "--schedule must be one of constant, cosine"),
+        (["shift", "train", "--clip-norm", "-1"], "--clip-norm must be a finite number >= 0"),
         (["shift", "train", "--device", "cuda:7"], "device 'cuda:7' is not usable here"),
         (["shift", "eval", "--run", "/no/such/run"], "no checkpoint at /no/such/run"),
         (["shift", "eval", "--split", "holdout"], "--split must be train, val or test"),

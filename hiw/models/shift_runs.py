@@ -2,7 +2,8 @@
 feature statistics, training, tokenizing, reconstructing, evaluating.
 
 A job reads its data through a ``DataSource``; sequences unfit for the tokenizer are screened out and
-counted (``skipped`` in every result), never trained on or tokenized.
+counted (``skipped`` in every result), never trained on or tokenized. Jobs that apply a checkpoint load it
+through the per-process cache, so a worker running several of them loads the model once.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from hiw.data.sequences import Screened, screen
 from hiw.data.sources import DataSource
 from hiw.data.stats import LAYOUT, FeatureStats, compute_stats
 from hiw.errors import ConfigError
-from hiw.models.checkpoint import CHECKPOINTS, LoadedTokenizer, load_tokenizer
-from hiw.models.evaluate import EvalReport, evaluate
+from hiw.models.checkpoints import CHECKPOINTS, METRICS_FILE
+from hiw.models.loop import TrainResult
+from hiw.models.loop_settings import check_settings, pick_device
+from hiw.models.shift_checkpoint import LoadedTokenizer, cached_tokenizer
+from hiw.models.shift_eval import EvalReport, evaluate
+from hiw.models.shift_train import TRAIN_PRESETS, TrainSettings, train
 from hiw.models.tokenizer import PRESETS, TokenizerConfig, Variant
 from hiw.models.tokens import reconstruction_records, token_records
-from hiw.models.train import METRICS_FILE, TRAIN_PRESETS, TrainResult, TrainSettings, pick_device, train
 from hiw.storage import list_versions, write_catalog, write_derived
 
 RUN_FILE = "run.json"
@@ -61,11 +65,11 @@ def model_config(preset: str, variant: str) -> TokenizerConfig:
 
 
 def train_settings(preset: str, **overrides: Any) -> TrainSettings:
+    """The preset's settings with the given (not None) overrides, checked."""
     given = {k: v for k, v in overrides.items() if v is not None}
-    for name in ("steps", "batch", "log_every", "checkpoint_every"):
-        if name in given and given[name] < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1 (got {given[name]})")
-    return TRAIN_PRESETS[preset].model_copy(update=given)
+    settings = TRAIN_PRESETS[preset].model_copy(update=given)
+    check_settings(settings)
+    return settings
 
 
 def train_run(
@@ -78,7 +82,8 @@ def train_run(
     log: Callable[[dict[str, float]], None] | None = None,
     stats: FeatureStats | None = None,
 ) -> TrainResult:
-    """Train on the source's train split; ``stats`` as computed by the statistics flow, else computed here."""
+    """Train on the source's train split (validating on its val split when ``settings.val_every`` asks);
+    ``stats`` as computed by the statistics flow, else computed here."""
     if fresh:
         shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
         (run_dir / METRICS_FILE).unlink(missing_ok=True)
@@ -96,7 +101,8 @@ def train_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     info = {"model": config.model_dump(), "settings": settings.model_dump(), "data": data, "device": str(torch_device)}
     (run_dir / RUN_FILE).write_text(json.dumps(info, indent=1))
-    result = train(run_dir, config, settings, screened.kept, stats, data, torch_device, log)
+    val = load_screened(source, "val", step).kept if settings.val_every else []
+    result = train(run_dir, config, settings, screened.kept, stats, data, torch_device, log, val)
     result.skipped.update(screened.skipped)
     return result
 
@@ -118,7 +124,7 @@ def tokenize_run(
     checkpoint: Path, source: DataSource | None = None, out: Path | None = None, split: str | None = None
 ) -> TableResult:
     """Write the ``tokens`` table of every (screened) sequence of ``source`` for this checkpoint."""
-    loaded = load_tokenizer(checkpoint, pick_device("auto"))
+    loaded = cached_tokenizer(checkpoint, pick_device("auto"))
     source = _source(loaded, source)
     screened = load_screened(source, split, loaded.model.step)
     rows = token_records(loaded, screened.kept, source.fingerprint())
@@ -130,7 +136,7 @@ def tokenize_run(
 
 def reconstruct_run(checkpoint: Path, out: Path | None = None) -> TableResult:
     """Decode this checkpoint's ``tokens`` table (written by ``tokenize_run`` into ``out``) to ``reconstructions``."""
-    loaded = load_tokenizer(checkpoint, pick_device("auto"))
+    loaded = cached_tokenizer(checkpoint, pick_device("auto"))
     out = out or _source(loaded, None).default_out(_run_dir(loaded))
     tokens = out / "tokens" / f"part-{loaded.checkpoint_id}.parquet"
     if not tokens.is_file():
@@ -143,7 +149,7 @@ def reconstruct_run(checkpoint: Path, out: Path | None = None) -> TableResult:
 
 def eval_run(checkpoint: Path, source: DataSource | None = None, split: str = "test") -> EvalReport:
     """Reconstruction metrics on one split (held-out ``test`` by default); also saved as ``eval-<split>.json``."""
-    loaded = load_tokenizer(checkpoint, pick_device("auto"))
+    loaded = cached_tokenizer(checkpoint, pick_device("auto"))
     source = _source(loaded, source)
     screened = load_screened(source, split, loaded.model.step)
     if not screened.kept:
