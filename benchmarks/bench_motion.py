@@ -6,7 +6,7 @@
   frame, and the whole camera and motion stages per frame.
 - World frame on the fixture: head rotation found, and what removing it does to the hands' paths.
 
-Run: .venv/bin/python benchmarks/bench_motion.py [--stride N] [--repeats N]
+Run: .venv/bin/python benchmarks/bench_motion.py [--stride N] [--repeats N] [--smoke]
 """
 
 from __future__ import annotations
@@ -44,9 +44,10 @@ VIDEO = FIXTURES / "video" / "ego_kitchen_plate.mp4"
 FPHAB = FIXTURES / "pose3d" / "fphab"
 
 
-def fphab_accuracy(stride: int) -> None:
+def fphab_accuracy(stride: int, poses: int = 500) -> None:
     build = motion_settings(BuildConfig())  # the fit, gap filling and smoothing a build runs
-    files = sorted(FPHAB.glob("Subject_*/*/*/skeleton.txt"))[::stride]
+    every = sorted(FPHAB.glob("Subject_*/*/*/skeleton.txt"))
+    files = every[::stride]
     fit_mm, noisy_mm, out_mm, coverage, skipped = [], [], [], [], 0
     started = time.perf_counter()
     for i, path in enumerate(files):
@@ -59,7 +60,7 @@ def fphab_accuracy(stride: int) -> None:
         noisy_mm.append(n_mm), out_mm.append(o_mm), coverage.append(cov)
         if (i + 1) % 50 == 0:
             print(f"  {i + 1}/{len(files)} sequences, {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    print(f"F-PHAB sequences: {len(fit_mm)} (every {stride}th of {len(files) * stride}; {skipped} empty or < 10 frames skipped)")
+    print(f"F-PHAB sequences: {len(fit_mm)} (every {stride}th of {len(every)}; {skipped} empty or < 10 frames skipped)")
     print(
         f"  fit error (open skeleton, keypoints -> parameters -> FK): mean {np.mean(fit_mm):.2f} mm, "
         f"p95 {np.percentile(fit_mm, 95):.2f} mm"
@@ -71,8 +72,11 @@ def fphab_accuracy(stride: int) -> None:
         f"frames returned {np.mean(coverage):.1%}"
     )
     for twist in (0.0, 10.0):
-        joint_deg, glob_deg = roundtrip(build.fit, 500, seed=1, max_twist_deg=twist)
-        print(f"  round trip, 500 random poses, twist up to {twist:g} deg: joints {joint_deg:.3f} deg, global {glob_deg:.4f} deg")
+        joint_deg, glob_deg = roundtrip(build.fit, poses, seed=1, max_twist_deg=twist)
+        print(
+            f"  round trip, {poses} random poses, twist up to {twist:g} deg: "
+            f"joints {joint_deg:.3f} deg, global {glob_deg:.4f} deg"
+        )
 
 
 def cost_and_world_frame(repeats: int) -> None:
@@ -138,11 +142,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stride", type=int, default=1, help="use every Nth F-PHAB sequence")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="4 sequences, 1 repeat, 20 poses: checks it runs")
     args = parser.parse_args()
     if not FPHAB.is_dir() or not VIDEO.is_file():
         sys.exit(f"fixtures missing: {FPHAB} and {VIDEO} are needed (see ../shared/fixtures/FIXTURES.md)")
-    cost_and_world_frame(args.repeats)
-    fphab_accuracy(args.stride)
+    cost_and_world_frame(1 if args.smoke else args.repeats)
+    fphab_accuracy(200 if args.smoke else args.stride, 20 if args.smoke else 500)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@
 Workers are started and warmed (imports done) before timing; every build writes to a fresh root, so nothing
 comes from a cache. Both use one Prefect server (PREFECT_API_URL), as a cluster does.
 
-Run: make bench   (or .venv/bin/python benchmarks/bench_orchestration.py [--repeats N] [--tasks N])
+Run: make bench   (or .venv/bin/python benchmarks/bench_orchestration.py [--repeats N] [--tasks N] [--smoke])
 """
 
 from __future__ import annotations
@@ -98,7 +98,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=100, help="empty tasks per overhead measurement")
     parser.add_argument("--window-s", type=float, default=1.0, help="clip length: more, shorter clips balance better")
+    parser.add_argument("--smoke", action="store_true", help="one video in 2 s clips, 1 repeat, 5 tasks: checks the script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.repeats, args.tasks, args.window_s = 1, 5, 2.0
     from distributed import Client, LocalCluster
     from prefect.server.api.server import SubprocessASGIServer
     from prefect_dask import DaskTaskRunner
@@ -107,7 +110,7 @@ def main() -> None:
     server.start()
     os.environ["PREFECT_API_URL"] = server.api_url  # the Dask workers inherit it
     videos = Path(tempfile.mkdtemp(prefix="hiw-bench-videos-"))
-    for video in sorted(VIDEOS.glob("*.mp4")):
+    for video in sorted(VIDEOS.glob("*.mp4"))[: 1 if args.smoke else None]:
         shutil.copy(video, videos / video.name)
     print(f"inputs: {', '.join(p.name for p in sorted(videos.iterdir()))}; {args.window_s:g} s clips; {args.repeats} repeats")
     phases: dict[int, list[float]] = {}
@@ -118,7 +121,8 @@ def main() -> None:
             with LocalCluster(n_workers=workers, **local) as cluster:
                 with Client(cluster) as client:
                     warm(client)
-                    tracker_phase(videos, workers, cluster.scheduler_address, args.window_s)  # warm-up: graphs load
+                    if not args.smoke:
+                        tracker_phase(videos, workers, cluster.scheduler_address, args.window_s)  # warm-up: graphs load
                     for _ in range(args.repeats):
                         seconds, clips, inside = tracker_phase(videos, workers, cluster.scheduler_address, args.window_s)
                         phases.setdefault(workers, []).append(seconds)

@@ -9,7 +9,7 @@ Then the paper-size SHIFT (4096 x 64 codebooks, width 512) for ``--paper-steps``
 its training throughput on this machine (0 skips it).
 
 Run: .venv/bin/python benchmarks/bench_shift.py [--steps 2000] [--clips 2000] [--preset tiny] [--batch 32]
-     [--paper-steps 5] [--paper-batch 32] [--device auto] [--precision fp32|bf16|auto]
+     [--paper-steps 5] [--paper-batch 32] [--device auto] [--precision fp32|bf16|auto] [--smoke]
 """
 
 from __future__ import annotations
@@ -47,14 +47,15 @@ WORK = PROJECT / ".cache" / "bench-shift"
 VARIANTS = ("shift", "single", "lr")
 
 
-def fphab_dataset() -> Path:
-    """All F-PHAB sequences built once into a dataset (cached under .cache/bench-shift)."""
-    out = WORK / "fphab-dataset"
+def fphab_dataset(stride: int = 1) -> Path:
+    """Every ``stride``-th F-PHAB sequence (all by default) built once into a dataset (cached under .cache/bench-shift)."""
+    suffix = f"-every-{stride}" if stride > 1 else ""
+    out = WORK / f"fphab-dataset{suffix}"
     if list_versions(out):
         return out
-    inputs = WORK / "fphab-in"
+    inputs = WORK / f"fphab-in{suffix}"
     inputs.mkdir(parents=True, exist_ok=True)
-    for path in sorted(FPHAB.glob("Subject_*/*/*/skeleton.txt")):
+    for path in sorted(FPHAB.glob("Subject_*/*/*/skeleton.txt"))[::stride]:
         subject, action, number = path.parts[-4:-1]
         shutil.copy(path, inputs / f"{subject}_{action}_{number}.txt")
     print(f"building F-PHAB dataset from {len(list(inputs.iterdir()))} sequences ...", file=sys.stderr)
@@ -74,7 +75,10 @@ def main() -> None:
     parser.add_argument("--paper-steps", type=int, default=5)
     parser.add_argument("--paper-batch", type=int, default=32)
     parser.add_argument("--precision", default=None, help="the training loop's precision (default: the preset's, fp32)")
+    parser.add_argument("--smoke", action="store_true", help="3 steps, 40 clips, every 20th F-PHAB file: checks the script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.steps, args.clips, args.paper_steps, args.paper_batch = 3, 40, 1, 2
     if not FPHAB.is_dir():
         sys.exit(f"missing {FPHAB} (the shared F-PHAB fixture)")
     device = pick_device(args.device)

@@ -8,7 +8,7 @@
    prefix-cache hit rate from vLLM's /metrics.
 
 Run: .venv/bin/python benchmarks/bench_vlm.py [--latency 0.2] [--limits 8,32,64] [--requests-per-slot 8]
-     [--frames 8] [--vllm] [--vllm-clips 8]
+     [--frames 8] [--vllm] [--vllm-clips 8] [--smoke]
 """
 
 from __future__ import annotations
@@ -145,7 +145,10 @@ def main() -> None:
     parser.add_argument("--vllm", action="store_true", help="also measure against a real vllm serve (make vllm-venv tiny-vlm)")
     parser.add_argument("--vllm-clips", type=int, default=8)
     parser.add_argument("--vllm-concurrency", type=int, default=8)
+    parser.add_argument("--smoke", action="store_true", help="2 requests in flight, 1 frame: checks the script runs (make test)")
     args = parser.parse_args()
+    if args.smoke:
+        args.latency, args.limits, args.requests_per_slot, args.frames = 0.05, "2", 2, 1
     loopback(args.latency, [int(c) for c in args.limits.split(",")], args.requests_per_slot, args.frames)
     if args.vllm:
         vllm_ordering(args.vllm_clips, args.frames, args.vllm_concurrency)

@@ -49,10 +49,12 @@ def _checkpoint(run: Path) -> Path:
 def _shift_job(job, *args: Any, **kwargs: Any) -> Any:
     """Run a tokenizer flow; usage errors exit 2, failures 1, both as one line."""
     from hiw.flows import lifeline
+    from hiw.flows.runners import local_run
 
     lifeline.hold()  # the flow's temporary Prefect server dies with this process, however it ends
     try:
-        return job(*args, **kwargs)
+        with local_run():
+            return job(*args, **kwargs)
     except ConfigError as err:
         fail(err, EXIT_USAGE)
     except (HiwError, ValueError) as err:

@@ -22,7 +22,7 @@ from hiw.flows.annotate import VLMPhase
 from hiw.flows.attempts import Where
 from hiw.flows.checks import check_config
 from hiw.flows.holds import unreadable_source
-from hiw.flows.runners import PlainRunner, PrefectRunner, shared_api, task_runner
+from hiw.flows.runners import PlainRunner, PrefectRunner, local_run, shared_api, task_runner
 from hiw.flows.sources import source_for
 from hiw.flows.summary import BuildSummary, Progress, current_progress, reporting_to, summarise
 from hiw.flows.units import CLIP_UNIT, UNITS, VIDEO_UNIT, ClipResult, VideoResult, failed_clip, failure
@@ -140,7 +140,7 @@ def hiw_build(config: BuildConfig | dict[str, Any]) -> BuildSummary:
 def build_flow(cfg: BuildConfig, progress: Progress | None = None) -> BuildSummary:
     """Run the build as a Prefect flow (ephemeral server unless PREFECT_API_URL points at one)."""
     check_config(cfg)
-    with reporting_to(progress):
+    with reporting_to(progress), local_run():
         return hiw_build(cfg)
 
 

@@ -270,6 +270,27 @@ def check_api(cfg: BuildConfig) -> None:
 
 
 @contextmanager
+def local_run() -> Iterator[None]:
+    """Run flows started inside without Prefect's heartbeat thread when they report to a temporary server.
+
+    A sync flow run joins that thread at its end, and the thread only looks up once a second: a fixed 0-1 s per
+    flow run and subflow run (1.0 s of an empty flow's 1.1 s; docs/BENCHMARKS.md). The heartbeat only serves a
+    "zombie run" automation on a long-lived server; a temporary server dies with this process, so there is nothing
+    to serve. With PREFECT_API_URL set, heartbeats stay as configured (default every 180 s). Crashes and SIGTERM
+    still mark the run Crashed either way: Prefect does that from the run's own process."""
+    from prefect.context import SettingsContext, get_settings_context
+
+    context = get_settings_context()
+    if context.settings.api.url:
+        yield
+        return
+    # model_copy, not temporary_settings: that re-reads every settings source (0.12 s); this copies one field
+    flows = context.settings.flows.model_copy(update={"heartbeat_frequency": None})
+    with SettingsContext(profile=context.profile, settings=context.settings.model_copy(update={"flows": flows})):
+        yield
+
+
+@contextmanager
 def shared_api(cfg: BuildConfig) -> Iterator[str | None]:
     """Make sure task runs in other processes report to this build's Prefect API.
 

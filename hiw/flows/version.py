@@ -33,7 +33,7 @@ from hiw.schemas.ids import file_digest, stable_hash
 from hiw.schemas.stages import versions
 from hiw.storage.catalog import create_views
 from hiw.storage.groups import GroupStore, retry_key
-from hiw.storage.shards import FORMAT_VERSION, group_videos
+from hiw.storage.shards import FORMAT_VERSION, group_videos, in_shard_order
 from hiw.storage.versions import Group, Manifest, current_version, load_manifest, next_version, publish
 
 
@@ -154,7 +154,9 @@ class VersionPlan:
         retry = sorted(self.failed_videos | out.retry_videos)
         failures = [(r.response_id, r.status) for r in out.responses if failed(r)]
         key = retry_key(self.annotation_key, [retry, failures]) if retry else self.annotation_key
-        arrow = {name: to_table(TABLES[name], rows, self.store.created_at(key)) for name, rows in tables.items()}
+        arrow = {
+            name: to_table(TABLES[name], in_shard_order(name, rows), self.store.created_at(key)) for name, rows in tables.items()
+        }
         self.annotation = self.store.write("annotation", key, {}, arrow, retry)
         self.new_responses = out.responses
 
@@ -172,7 +174,7 @@ class VersionPlan:
         retry = sorted({r.record.video_id for r in results if r.failed})
         key = retry_key(group.key, [retry, sorted(r.record.clip_id for r in results if r.failed)]) if retry else group.key
         for name in GROUP_TABLES["videos"]:  # carried rows keep their own created_at
-            parts[name].append(to_table(TABLES[name], rows[name], self.store.created_at(key)))
+            parts[name].append(to_table(TABLES[name], in_shard_order(name, rows[name]), self.store.created_at(key)))
         for source, videos in self._sources(group, carried):
             for name, table in self.store.video_rows(source, [v.video.video_id for v in videos]).items():
                 parts[name].append(table)
@@ -193,6 +195,7 @@ class VersionPlan:
             "sources", sources_key, {}, {"rejects": to_table(Reject, rejects, self.store.created_at(sources_key))}
         )
         groups = [g.written for g in self.groups] + ([self.annotation] if self.annotation else []) + [sources]
+        self.store.sync()  # every file this build wrote is durable before a version can list it
         root = self.cfg.out
         current = current_version(root)
         counts = dict(

@@ -13,7 +13,10 @@ Layout choices (docs/ARCHITECTURE.md, "Shard layout", says why):
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import queue
+import threading
 import uuid
 from pathlib import Path
 
@@ -22,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hiw.schemas.ids import file_digest
-from hiw.storage.versions import ShardFile
+from hiw.storage.versions import ShardFile, fsync_dir
 
 SHARDS_DIR = "shards"
 FORMAT_VERSION = 1  # bump when the shard layout changes: every group key changes with it
@@ -65,9 +68,53 @@ def shard_name(key: str, digest: str) -> str:
     return f"{key}-{digest[:16]}.parquet"
 
 
+class _Hashing(io.FileIO):
+    """A file that hashes its bytes as they are written, on a thread of its own: the shard's sha256 without reading
+    the file back, computed while pyarrow encodes the next pages (hashlib and pyarrow both release the GIL)."""
+
+    def __init__(self, path: Path):
+        super().__init__(path, "wb")
+        self._sha256 = hashlib.sha256()
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=64)  # at most 64 MB waiting (1 MB writes)
+        self._hasher = threading.Thread(target=self._hash, daemon=True)
+        self._hasher.start()
+
+    def _hash(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            self._sha256.update(chunk)
+
+    def write(self, data) -> int:
+        chunk = bytes(data)  # the caller reuses its buffer once this returns
+        self._chunks.put(chunk)
+        view, done = memoryview(chunk), 0
+        while done < len(view):  # a raw write may take part of the buffer
+            done += super().write(view[done:])
+        return done
+
+    def close(self) -> None:
+        if self._hasher.is_alive():
+            self._chunks.put(None)
+            self._hasher.join()
+        super().close()
+
+    def hexdigest(self) -> str:
+        """The sha256 of everything written (after ``close``)."""
+        return self._sha256.hexdigest()
+
+
+def in_shard_order(table: str, records: list) -> list:
+    """Records in the order their shard keeps (``SORT_KEYS``, missing values first): a table made from them needs
+    no reordering copy in ``write_shard``, which at a group's ~200 MB of motion is most of the writer's own time."""
+    keys = SORT_KEYS.get(table, ())
+    return sorted(records, key=lambda r: tuple((v is not None, v) for v in (getattr(r, k) for k in keys)))
+
+
 def write_shard(root: Path, table: str, key: str, data: pa.Table) -> ShardFile:
-    """Sort and write one shard atomically (temp file, fsync, rename to its content-addressed name). Writing the
-    same bytes again replaces the file with its own content, which also repairs a damaged copy."""
+    """Sort and write one shard under its content-addressed name (temp file, then rename), hashing it as it is
+    written. Writing the same bytes again replaces the file with its own content, which also repairs a damaged copy.
+
+    Not fsynced here: ``GroupStore.sync`` makes every file of a build durable at once, before a version lists them
+    (``durable``)."""
     folder = root / SHARDS_DIR / table
     folder.mkdir(parents=True, exist_ok=True)
     keys = [k for k in SORT_KEYS.get(table, ()) if k in data.column_names]
@@ -76,13 +123,30 @@ def write_shard(root: Path, table: str, key: str, data: pa.Table) -> ShardFile:
         if not pc.all(pc.equal(order, pa.array(range(data.num_rows), pa.uint64()))).as_py():  # skip the copy if sorted
             data = data.take(order)
     tmp = folder / f".{key}.{uuid.uuid4().hex}.tmp"
-    pq.write_table(data, tmp, **parquet_options(table, data.schema))
-    digest = file_digest(tmp)  # the fresh file comes from the page cache: as cheap as hashing while writing
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
+    raw = _Hashing(tmp)
+    with io.BufferedWriter(raw, buffer_size=1 << 20) as sink:  # pyarrow writes many small pieces: hash 1 MB ones
+        pq.write_table(data, sink, **parquet_options(table, data.schema))
+    digest = raw.hexdigest()
     path = folder / shard_name(key, digest)
     os.replace(tmp, path)
     return ShardFile(path=str(path.relative_to(root)), rows=data.num_rows, bytes=path.stat().st_size, sha256=digest)
+
+
+def durable(paths: list[Path]) -> None:
+    """fsync these files, then the folders holding them (a rename is durable once its folder is); gone files
+    (removed since) need nothing."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    for folder in sorted({p.parent for p in paths}):
+        if folder.is_dir():
+            fsync_dir(folder)
 
 
 def check_shard(root: Path, shard: ShardFile, checksum: bool = True) -> str | None:

@@ -141,7 +141,7 @@ def publish(root: Path, manifest: Manifest) -> Path:
         raise ConfigError(f"version {manifest.version} already exists at {root}") from None
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(folder)
+    fsync_dir(folder)
     return final
 
 
@@ -150,7 +150,7 @@ def next_version(root: Path) -> str:
     return f"v{_number(current) + 1}" if current else "v1"
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)

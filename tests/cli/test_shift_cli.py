@@ -6,8 +6,10 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
 from conftest import hiw
+from hiw.cli import app
 
 
 @pytest.fixture(scope="module")
@@ -49,21 +51,35 @@ def test_tokenize_reconstruct_and_eval(cli_run):
     assert any(line.startswith("codebook pose: usage=") for line in lines)
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["shift", "train", "--data", "/no/such/root"], "--data must be 'procedural' or a built dataset root"),
-        (["shift", "train", "--preset", "huge"], "--preset must be one of"),
-        (["shift", "train", "--variant", "vq"], "--variant must be shift, single or lr"),
-        (["shift", "train", "--steps", "0"], "--steps must be at least 1"),
-        (["shift", "train", "--schedule", "linear"], "--schedule must be one of constant, cosine"),
-        (["shift", "train", "--clip-norm", "-1"], "--clip-norm must be a finite number >= 0"),
-        (["shift", "train", "--device", "cuda:7"], "device 'cuda:7' is not usable here"),
-        (["shift", "eval", "--run", "/no/such/run"], "no checkpoint at /no/such/run"),
-        (["shift", "eval", "--split", "holdout"], "--split must be train, val or test"),
-    ],
-)
-def test_usage_errors_exit_2_with_one_line(args, message, tmp_path):
-    result = hiw(*args, "--run", str(tmp_path / "r")) if "--run" not in args else hiw(*args)
+USAGE_ERRORS = [
+    (["shift", "train", "--data", "/no/such/root"], "--data must be 'procedural' or a built dataset root"),
+    (["shift", "train", "--preset", "huge"], "--preset must be one of"),
+    (["shift", "train", "--variant", "vq"], "--variant must be shift, single or lr"),
+    (["shift", "train", "--steps", "0"], "--steps must be at least 1"),
+    (["shift", "train", "--schedule", "linear"], "--schedule must be one of constant, cosine"),
+    (["shift", "train", "--clip-norm", "-1"], "--clip-norm must be a finite number >= 0"),
+    (["shift", "train", "--device", "cuda:7"], "device 'cuda:7' is not usable here"),
+    (["shift", "eval", "--run", "/no/such/run"], "no checkpoint at /no/such/run"),
+    (["shift", "eval", "--split", "holdout"], "--split must be train, val or test"),
+]
+
+
+def _with_run(args: list[str], tmp_path) -> list[str]:
+    return args if "--run" in args else [*args, "--run", str(tmp_path / "r")]
+
+
+def test_a_usage_error_exits_2_with_one_line_from_the_real_command(tmp_path):
+    args, message = USAGE_ERRORS[0]
+    result = hiw(*_with_run(args, tmp_path))
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args, message", USAGE_ERRORS)
+def test_usage_errors_exit_2_with_one_line(args, message, tmp_path):
+    """The same command in this process (each subprocess pays ~7 s of imports here; one above runs for real)."""
+    result = CliRunner().invoke(app, _with_run(args, tmp_path), env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert isinstance(result.exception, SystemExit)  # typer.Exit(2), not an error escaping the command
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

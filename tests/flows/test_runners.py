@@ -12,6 +12,7 @@ import pytest
 
 from conftest import copy_fphab_all, fphab_config
 from hiw.flows.build import build_flow, build_plain
+from hiw.flows.runners import local_run
 from hiw.flows.summary import Progress
 from hiw.storage import read_table
 from hiw.storage.verify import verify_version
@@ -35,6 +36,24 @@ def test_a_process_build_without_a_server_hands_its_temporary_server_to_the_work
     assert summary.runner == "process" and summary.clips_failed == 0
     assert_same_dataset(cfg.out, reference)
     assert "PREFECT_API_URL" not in os.environ  # handed back as it was
+
+
+def test_flows_on_a_temporary_server_run_without_the_heartbeat_thread(prefect_api):
+    """A sync flow run joins its heartbeat thread at the end (0-1 s each); on a temporary server nothing reads the
+    heartbeats, so ``local_run`` turns them off there, and only there."""
+    from prefect import flow
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    @flow(name="hiw-test-heartbeat")
+    def frequency() -> int | None:
+        return PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value()
+
+    with temporary_settings(updates={PREFECT_API_URL: None}):
+        with local_run():
+            assert frequency() is None
+        assert frequency() == 180  # Prefect's own default outside
+    with temporary_settings(updates={PREFECT_API_URL: prefect_api}), local_run():
+        assert frequency() == 180  # a long-lived server may watch for missing heartbeats
 
 
 @pytest.fixture(scope="module")
