@@ -18,8 +18,9 @@ from pydantic import BaseModel
 from hiw.errors import ConfigError
 
 Schedule = Literal["constant", "cosine"]
-# auto: bf16 autocast on a CUDA GPU with native bf16, fp32 elsewhere. On this project's 2-core CPU (AVX512-BF16)
-# bf16 autocast made the tiny tokenizer slower, not faster (docs/ARCHITECTURE.md "Training loop").
+# auto: bf16 autocast on a CUDA GPU with native bf16, fp32 elsewhere. CPUs differ: on this project's 2-core CPU
+# (AVX512-BF16) --precision bf16 trained the tiny tokenizer 1.3x faster (docs/ARCHITECTURE.md, the training loop), but a
+# CPU without native bf16 emulates it, so a CPU gets bf16 only when asked.
 Precision = Literal["auto", "fp32", "bf16"]
 
 
