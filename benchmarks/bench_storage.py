@@ -49,12 +49,7 @@ from hiw.flows.build import build_plain  # noqa: E402
 from hiw.schemas import Caption, ClipRecord, MotionRecord, Reject, VocabularyEntry, arrow_schema  # noqa: E402
 from hiw.storage import CATALOG_FILE, fetch_motion, load_manifest, open_catalog  # noqa: E402
 from hiw.storage.groups import GROUPS_DIR, GroupStore  # noqa: E402
-from hiw.storage.shards import (  # noqa: E402
-    FORMAT_VERSION,
-    SORT_KEYS,
-    group_videos,
-    parquet_options,
-)
+from hiw.storage.shards import FORMAT_VERSION, group_videos, in_order, parquet_options  # noqa: E402
 from hiw.storage.versions import Group, Manifest, publish  # noqa: E402
 
 CACHE = PROJECT / ".cache" / "bench-storage"
@@ -487,13 +482,9 @@ class Unit:
 
 
 def in_shard_order(tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
-    """The rows as a build hands them to the writer: in each shard's order (it sorts its records by ``SORT_KEYS``
-    before making Arrow of them, ``shards.in_shard_order``, which costs it milliseconds)."""
-    out = {}
-    for name, data in tables.items():
-        keys = [k for k in SORT_KEYS.get(name, ()) if k in data.column_names]
-        out[name] = data.take(pc.sort_indices(data, [(k, "ascending", "at_start") for k in keys])) if keys else data
-    return out
+    """The rows as a build hands them to the writer: in each shard's order (it sorts its records by the shard's sort
+    keys before making Arrow of them, ``shards.in_shard_order``, which costs it milliseconds)."""
+    return {name: in_order(name, data) for name, data in tables.items()}
 
 
 def group_unit(plan: Plan, videos: list[int], seed: int) -> Unit:
@@ -558,12 +549,8 @@ def writer_costs(writers: Writers, unit: Unit) -> dict[str, float]:
     bytes, and the fsync of a file of the same bytes."""
     costs = {"sort": 0.0, "sha256": 0.0, "fsync": 0.0}
     for table, data in unit.tables.items():
-        keys = [k for k in SORT_KEYS.get(table, ()) if k in data.column_names]
         start = time.perf_counter()
-        if keys and data.num_rows:  # as write_shard: the order is checked, the copy made only if rows are out of it
-            order = pc.sort_indices(data, [(k, "ascending", "at_start") for k in keys])
-            if not pc.all(pc.equal(order, pa.array(range(data.num_rows), pa.uint64()))).as_py():
-                data.take(order)
+        in_order(table, data)  # as write_shard: the order is checked, the copy made only if rows are out of it
         costs["sort"] += time.perf_counter() - start
         content = writers.path("hiw", table, unit.key).read_bytes()
         start = time.perf_counter()

@@ -109,6 +109,18 @@ def in_shard_order(table: str, records: list) -> list:
     return sorted(records, key=lambda r: tuple((v is not None, v) for v in (getattr(r, k) for k in keys)))
 
 
+def in_order(table: str, data: pa.Table) -> pa.Table:
+    """``data`` sorted by the table's ``SORT_KEYS`` (missing values first); the table itself when already in order,
+    with no copy."""
+    keys = [k for k in SORT_KEYS.get(table, ()) if k in data.column_names]
+    if not keys or not data.num_rows:
+        return data
+    order = pc.sort_indices(data, [(k, "ascending", "at_start") for k in keys])
+    if pc.all(pc.equal(order, pa.array(range(data.num_rows), pa.uint64()))).as_py():
+        return data
+    return data.take(order)
+
+
 def write_shard(root: Path, table: str, key: str, data: pa.Table) -> ShardFile:
     """Sort and write one shard under its content-addressed name (temp file, then rename), hashing it as it is
     written. Writing the same bytes again replaces the file with its own content, which also repairs a damaged copy.
@@ -117,11 +129,7 @@ def write_shard(root: Path, table: str, key: str, data: pa.Table) -> ShardFile:
     (``durable``)."""
     folder = root / SHARDS_DIR / table
     folder.mkdir(parents=True, exist_ok=True)
-    keys = [k for k in SORT_KEYS.get(table, ()) if k in data.column_names]
-    if keys and data.num_rows:
-        order = pc.sort_indices(data, [(k, "ascending", "at_start") for k in keys])
-        if not pc.all(pc.equal(order, pa.array(range(data.num_rows), pa.uint64()))).as_py():  # skip the copy if sorted
-            data = data.take(order)
+    data = in_order(table, data)
     tmp = folder / f".{key}.{uuid.uuid4().hex}.tmp"
     raw = _Hashing(tmp)
     with io.BufferedWriter(raw, buffer_size=1 << 20) as sink:  # pyarrow writes many small pieces: hash 1 MB ones
