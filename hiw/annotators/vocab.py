@@ -69,17 +69,17 @@ _ACTOR = re.compile(rf"^\s*(?:(?:(?:a|an|the)\s+)?(?:{_PERSON})\b\s*)?(?:[b-hj-z
 _PARTICLES = frozenset("up down out off on in away back over around".split())
 _CLAUSE_END = frozenset(", ; : . ! ? then while as but because so before after when until whilst whereas if".split())
 _LIST = frozenset({"and", "or"})
-_NUMBERS = frozenset("one two three four five six seven eight nine ten".split())
-_DETERMINERS = (
+NUMBERS = frozenset("one two three four five six seven eight nine ten".split())
+DETERMINERS = (
     frozenset("the a an some any his her their its my your our this that these those another other each every both all".split())
-    | _NUMBERS
+    | NUMBERS
 )
-_PREPOSITIONS = frozenset(
+PREPOSITIONS = frozenset(
     """of on in into onto from to with at by for under over inside near beside besides across through off out up down
     towards toward around behind above below between against along without upon within about using beneath underneath
     via per like""".split()
 )
-_STOP = _DETERMINERS | frozenset(
+_STOP = DETERMINERS | frozenset(
     """it them him her they he she itself themselves himself herself something anything everything nothing someone
     one ones again slightly properly carefully gently quickly slowly firmly completely thoroughly briefly together
     aside apart here there now forward forwards backward backwards further more very also still just too once twice
@@ -100,20 +100,20 @@ class ParsedNarration:
     objects: tuple[str, ...] = ()
 
 
-def _lemma(word: str) -> str:
+def lemmatise(word: str) -> str:
     return simplemma.lemmatize(word, lang="en").lower()
 
 
-def _noun(word: str) -> str:
+def noun_lemma(word: str) -> str:
     word = re.sub(r"['’]s$", "", word)
-    return _NOUN_FIXES.get(word) or _lemma(word)
+    return _NOUN_FIXES.get(word) or lemmatise(word)
 
 
 def _first_clause(tokens: list[str]) -> list[str]:
     for i, tok in enumerate(tokens):
         if tok in _CLAUSE_END:
             return tokens[:i]
-        if tok in _LIST and (i + 1 == len(tokens) or tokens[i + 1] not in _DETERMINERS):
+        if tok in _LIST and (i + 1 == len(tokens) or tokens[i + 1] not in DETERMINERS):
             return tokens[:i]
     return tokens
 
@@ -125,14 +125,14 @@ def _content(words: list[str]) -> list[str]:
 def _objects(tokens: list[str]) -> tuple[str, ...]:
     chunks: list[list[str]] = [[]]
     for tok in tokens:
-        if tok in _PREPOSITIONS or tok in _LIST:
+        if tok in PREPOSITIONS or tok in _LIST:
             chunks.append([])
         else:
             chunks[-1].append(tok)
     heads: list[str] = []
     for chunk in chunks:
         words = _content(chunk)
-        head = _noun(words[-1]) if words else None
+        head = noun_lemma(words[-1]) if words else None
         if head and head not in _MEASURE and head not in heads:
             heads.append(head)
     return tuple(heads)
@@ -144,7 +144,7 @@ def parse_narration(text: str) -> ParsedNarration:
     clause = _first_clause(_TOKEN.findall(text))
     if not clause or not clause[0].isalpha() or clause[0] in _STOP:
         return ParsedNarration(None)
-    verb, rest = _lemma(clause[0]), clause[1:]
+    verb, rest = lemmatise(clause[0]), clause[1:]
     if rest and rest[0] in _PARTICLES:
         verb, rest = f"{verb} {rest[0]}", rest[1:]
     else:
@@ -161,12 +161,12 @@ def _verb_phrase(text: str) -> str | None:
     if not words:
         return None
     particle = f" {words[1]}" if len(words) > 1 and words[1] in _PARTICLES else ""
-    return _lemma(words[0]) + particle
+    return lemmatise(words[0]) + particle
 
 
 def _object_head(text: str) -> str | None:
     words = _content(_TOKEN.findall(text.lower()))
-    return _noun(words[-1]) if words else None
+    return noun_lemma(words[-1]) if words else None
 
 
 @dataclass(frozen=True)

@@ -3,98 +3,69 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from hiw.cli.common import EXIT_FAILURE, EXIT_USAGE, fail, say, skipped_counts
-from hiw.errors import ConfigError, HiwError
+from hiw.cli.common import (
+    EXIT_USAGE,
+    BatchOpt,
+    ClipNormOpt,
+    ClipsOpt,
+    DataSeedOpt,
+    DeviceOpt,
+    FreshOpt,
+    LrOpt,
+    MinLrOpt,
+    PrecisionOpt,
+    ScheduleOpt,
+    StepsOpt,
+    TrainDataOpt,
+    TrainRunOpt,
+    TrainSeedOpt,
+    ValEveryOpt,
+    WarmupOpt,
+    checkpoint_file,
+    data_source,
+    fail,
+    run_job,
+    say,
+    skipped_counts,
+    split_and_source,
+)
+from hiw.errors import ConfigError
 
 shift_app = typer.Typer(no_args_is_help=True, help="SHIFT motion tokenizer: train, tokenize, reconstruct, eval.")
 
 DataOpt = Annotated[str, typer.Option("--data", help="'procedural' or a built dataset root (hiw build --out)")]
 RunOpt = Annotated[Path, typer.Option("--run", help="run folder (its latest checkpoint) or a checkpoint file")]
-ClipsOpt = Annotated[int, typer.Option("--clips", help="procedural data: clips generated (80% train, 10% val, 10% test)")]
-DataSeedOpt = Annotated[int, typer.Option("--data-seed", help="procedural data: generator seed")]
 DEFAULT_RUN = Path("hiw-runs/shift")
-
-
-def _data_source(spec: str | None, clips: int, seed: int):
-    from hiw.data.sources import DataSource
-
-    return None if spec is None else DataSource.parse(spec, clips, seed)
-
-
-def _split_and_source(split: str | None, spec: str | None, clips: int, seed: int):
-    """The checked --split and --data of tokenize/eval; a bad one exits 2 before any flow starts."""
-    from hiw.data.splits import check_split
-
-    try:
-        check_split(split)
-        return _data_source(spec, clips, seed)
-    except ConfigError as err:
-        fail(err, EXIT_USAGE)
-
-
-def _checkpoint(run: Path) -> Path:
-    """The checkpoint file of a run folder (or the file itself); checked before any flow starts."""
-    from hiw.models.checkpoints import resolve
-
-    try:
-        return resolve(run)
-    except ConfigError as err:
-        fail(err, EXIT_USAGE)
-
-
-def _shift_job(job, *args: Any, **kwargs: Any) -> Any:
-    """Run a tokenizer flow; usage errors exit 2, failures 1, both as one line."""
-    from hiw.flows import lifeline
-    from hiw.flows.runners import local_run
-
-    lifeline.hold()  # the flow's temporary Prefect server dies with this process, however it ends
-    try:
-        with local_run():
-            return job(*args, **kwargs)
-    except ConfigError as err:
-        fail(err, EXIT_USAGE)
-    except (HiwError, ValueError) as err:
-        fail(err, EXIT_FAILURE)
 
 
 @shift_app.command("train")
 def shift_train(
-    data: DataOpt = "procedural",
+    data: TrainDataOpt = "procedural",
     preset: Annotated[
         str, typer.Option(help="model and schedule size: tiny (CPU, minutes) or paper (4096x64 codebooks, width 512)")
     ] = "tiny",
     variant: Annotated[
         str, typer.Option(help="shift (traj + pose VQ-VAEs), single (one VQ-VAE over 198), lr (per hand)")
     ] = "shift",
-    run: Annotated[Path, typer.Option("--run", help="run folder: checkpoints, metrics.jsonl, run.json")] = DEFAULT_RUN,
-    steps: Annotated[int | None, typer.Option(help="total optimizer steps (the preset's if not given)")] = None,
-    batch: Annotated[int | None, typer.Option(help="windows per step (the preset's if not given)")] = None,
-    lr: Annotated[float | None, typer.Option(help="AdamW peak learning rate (the preset's if not given)")] = None,
-    warmup_steps: Annotated[
-        int | None, typer.Option(help="linear learning-rate warm-up over this many steps (none unless given)")
-    ] = None,
-    schedule: Annotated[
-        str | None, typer.Option(help="constant, or cosine (from --lr down to --min-lr at the last step); constant unless given")
-    ] = None,
-    min_lr: Annotated[float | None, typer.Option(help="where the cosine schedule ends (0 unless given)")] = None,
-    clip_norm: Annotated[
-        float | None, typer.Option(help="clip the global gradient norm to this (no clipping unless given)")
-    ] = None,
-    val_every: Annotated[
-        int | None, typer.Option(help="validation loss on the val split every N steps, keeping best.pt (none unless given)")
-    ] = None,
-    precision: Annotated[
-        str | None, typer.Option(help="fp32, bf16 (autocast), or auto (bf16 on CUDA GPUs that have it); fp32 unless given")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="seed of initialisation and batch sampling")] = 0,
+    run: TrainRunOpt = DEFAULT_RUN,
+    steps: StepsOpt = None,
+    batch: BatchOpt = None,
+    lr: LrOpt = None,
+    warmup_steps: WarmupOpt = None,
+    schedule: ScheduleOpt = None,
+    min_lr: MinLrOpt = None,
+    clip_norm: ClipNormOpt = None,
+    val_every: ValEveryOpt = None,
+    precision: PrecisionOpt = None,
+    seed: TrainSeedOpt = 0,
     clips: ClipsOpt = 2000,
     data_seed: DataSeedOpt = 0,
-    device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), or a torch device name")] = "auto",
-    fresh: Annotated[bool, typer.Option("--fresh", help="discard the run folder's checkpoints instead of resuming")] = False,
+    device: DeviceOpt = "auto",
+    fresh: FreshOpt = False,
 ) -> None:
     """Train the tokenizer; resumes from the run folder's latest checkpoint when there is one."""
     from hiw.flows.shift import train_with_progress
@@ -102,7 +73,7 @@ def shift_train(
     from hiw.models.loop_settings import autocast_dtype, pick_device
 
     try:
-        source = _data_source(data, clips, data_seed)
+        source = data_source(data, clips, data_seed)
         config = shift_runs.model_config(preset, variant)
         settings = shift_runs.train_settings(
             preset,
@@ -130,7 +101,7 @@ def shift_train(
             f"commit {m['commit']:.4f}  {books}{val}  {m['sequences_per_s']:.1f} seq/s"
         )
 
-    result = _shift_job(
+    result = run_job(
         train_with_progress, show, run_dir=run, source=source, config=config, settings=settings, device=device, fresh=fresh
     )
     if result.resumed_from:
@@ -155,8 +126,8 @@ def shift_tokenize(
     """Write the tokens table: per clip the interleaved (left-traj, left-pose, right-traj, right-pose) stream."""
     from hiw.flows.shift import tokenize_flow
 
-    source = _split_and_source(split, data, clips, data_seed)
-    result = _shift_job(tokenize_flow, _checkpoint(run), source, out, split)
+    source = split_and_source(split, data, clips, data_seed)
+    result = run_job(tokenize_flow, checkpoint_file(run, "hiw shift train"), source, out, split)
     skipped = skipped_counts(result.skipped)
     say(f"{result.rows} clips tokenized by {result.checkpoint_id} -> {result.path}; skipped: {skipped}")
 
@@ -169,7 +140,7 @@ def shift_reconstruct(
     """Decode the checkpoint's tokens table back to per-hand parameters (the reconstructions table)."""
     from hiw.flows.shift import reconstruct_flow
 
-    result = _shift_job(reconstruct_flow, _checkpoint(run), out)
+    result = run_job(reconstruct_flow, checkpoint_file(run, "hiw shift train"), out)
     say(f"{result.rows} clips reconstructed -> {result.path}")
 
 
@@ -184,8 +155,8 @@ def shift_eval(
     """Reconstruction metrics on held-out data; the last line is mpjpe_mm=<value>."""
     from hiw.flows.shift import eval_flow
 
-    source = _split_and_source(split, data, clips, data_seed)
-    report = _shift_job(eval_flow, _checkpoint(run), source, split)
+    source = split_and_source(split, data, clips, data_seed)
+    report = run_job(eval_flow, checkpoint_file(run, "hiw shift train"), source, split)
     skipped = skipped_counts(report.skipped)
     say(f"{report.variant} {report.checkpoint_id} step {report.step} on {report.data}")
     say(f"sequences={report.sequences} hand_frames={report.frames} skipped: {skipped}")

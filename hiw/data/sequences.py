@@ -136,8 +136,14 @@ def read_sequences(
 
 
 def arrow_sequences(table: pa.Table | pa.RecordBatch) -> list[MotionSequence]:
-    """Motion rows (clip_id, fps, text and the per-hand parameter columns) -> sequences."""
-    per_row = {f"{s}_{c}": frame_rows(table[f"{s}_{c}"], _WIDTHS[c]) for s in HANDS for c in MOTION_PARTS}
+    """Motion rows (clip_id, fps, text and the per-hand parameter columns) -> sequences. Without
+    ``*_rest_keypoints`` (generated motion has none) each hand gets the open skeleton's rest pose."""
+    names = set(table.schema.names)
+    per_row = {
+        f"{s}_{c}": frame_rows(table[f"{s}_{c}"], _WIDTHS[c]) if f"{s}_{c}" in names else [np.zeros(0)] * len(table)
+        for s in HANDS
+        for c in MOTION_PARTS
+    }
     fps, texts = table["fps"].to_pylist(), table["text"].to_pylist()
     return [
         _row_sequence(clip_id, {name: values[i] for name, values in per_row.items()}, fps[i], texts[i] or "")

@@ -1,4 +1,5 @@
-"""Where tokenizer training data comes from: ``procedural`` clips or a built dataset root (``hiw build --out``)."""
+"""Where training and evaluation data come from: ``procedural`` clips or a built dataset root (``hiw build --out``),
+and the statistics every model trained on them normalises with."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from hiw.data import procedural
-from hiw.data.sequences import MotionSequence, dataset_sequences, procedural_sequences
+from hiw.data.sequences import MotionSequence, Screened, dataset_sequences, procedural_sequences, screen
+from hiw.data.stats import LAYOUT, FeatureStats, compute_stats
 from hiw.errors import ConfigError
 
 STATS_FILE = Path("features") / "stats.json"
@@ -42,13 +44,14 @@ class DataSource(BaseModel):
     def describe(self) -> str:
         return f"procedural (clips={self.clips}, seed={self.seed})" if self.kind == "procedural" else f"dataset {self.root}"
 
-    def fingerprint(self) -> str:
-        """Identifies the data's content: a rebuilt dataset or another generator version gets a new one."""
+    def fingerprint(self, tables: tuple[str, ...] = ("motion",)) -> str:
+        """Identifies the content of a dataset's ``tables`` (the motion, unless told): a rebuilt dataset or another
+        generator version gets a new one. Procedural clips and their labels come from one generator."""
         if self.kind == "procedural":
             return f"{procedural.VERSION}-n{self.clips}-s{self.seed}"
         from hiw.storage import load_manifest
 
-        return load_manifest(Path(self.root)).content_id(("motion",))
+        return load_manifest(Path(self.root)).content_id(tables)
 
     def load(self, split: str | None) -> list[MotionSequence]:
         if self.kind == "procedural":
@@ -62,3 +65,24 @@ class DataSource(BaseModel):
     def default_out(self, run_dir: Path) -> Path:
         """Where derived tables (tokens, reconstructions) go unless told: next to the data's own tables."""
         return Path(self.root) if self.kind == "dataset" else run_dir
+
+
+def load_screened(source: DataSource, split: str | None, step: int) -> Screened:
+    return screen(source.load(split), min_frames=step)
+
+
+def feature_stats(source: DataSource, run_dir: Path, step: int = 4, train_split: Screened | None = None) -> FeatureStats:
+    """The data's mean/std over its train split: reused while the data is unchanged, recomputed when it changed
+    (from ``train_split`` when the caller has it loaded already)."""
+    path = source.stats_path(run_dir)
+    fingerprint = source.fingerprint()
+    if path.is_file():
+        stats = FeatureStats.load(path)
+        if stats.dataset == fingerprint and stats.layout == LAYOUT:
+            return stats
+    train_split = train_split or load_screened(source, "train", step)
+    if not train_split.kept:
+        raise ConfigError(f"no usable training sequence in {source.describe()} ({train_split.describe()})")
+    stats = compute_stats(train_split.kept, fingerprint)
+    stats.save(path)
+    return stats

@@ -64,13 +64,19 @@ def save_best(run_dir: Path, state: dict[str, Any]) -> Path:
     return folder / BEST
 
 
-def resolve(path: Path) -> Path:
-    """A checkpoint file, or a run folder (its latest checkpoint)."""
+def resolve(path: Path, train: str = "hiw shift train") -> Path:
+    """A checkpoint file, or a run folder (its latest checkpoint); ``train`` is the command that makes one."""
     if path.is_dir():
         path = checkpoint_dir(path) / LATEST
     if not path.is_file():
-        raise ConfigError(f"no checkpoint at {path} (train one first, e.g. `hiw shift train --run DIR`)")
+        raise ConfigError(f"no checkpoint at {path} (train one first, e.g. `{train} --run DIR`)")
     return path
+
+
+def stable_path(path: Path, step: int) -> Path:
+    """The name to record for a loaded checkpoint: ``latest.pt`` moves on, so the step file it copies, when kept."""
+    step_file = path.parent / f"step-{step:07d}.pt"
+    return step_file if path.name == LATEST and step_file.is_file() else path
 
 
 def load_state(path: Path, device: torch.device | str = "cpu", mmap: bool = False) -> dict[str, Any]:

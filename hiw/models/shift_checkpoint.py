@@ -15,7 +15,7 @@ import torch
 
 from hiw.data.stats import FeatureStats
 from hiw.errors import ConfigError
-from hiw.models.checkpoints import LATEST, load_cached, load_state, resolve
+from hiw.models.checkpoints import load_cached, load_state, resolve, stable_path
 from hiw.models.tokenizer import MotionTokenizer, TokenizerConfig
 from hiw.schemas.ids import file_digest
 
@@ -41,9 +41,7 @@ def load_tokenizer(path: Path, device: torch.device | str = "cpu") -> LoadedToke
     kind = state.get("kind", "shift")  # checkpoints from before the shared loop are all tokenizers
     if kind != "shift":
         raise ConfigError(f"{path} is a {kind} checkpoint, not a motion tokenizer's")
-    step_file = path.parent / f"step-{state['step']:07d}.pt"
-    if path.name == LATEST and step_file.is_file():  # record the stable name; latest.pt moves on
-        path = step_file
+    path = stable_path(path, int(state["step"]))
     model = MotionTokenizer(TokenizerConfig(**state["model_config"])).to(device)
     model.load_state_dict(state.pop("model"))
     model.eval()

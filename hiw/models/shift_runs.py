@@ -18,9 +18,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from hiw.data.sequences import Screened, screen
-from hiw.data.sources import DataSource
-from hiw.data.stats import LAYOUT, FeatureStats, compute_stats
+from hiw.data.sources import DataSource, feature_stats, load_screened
+from hiw.data.stats import FeatureStats
 from hiw.errors import ConfigError
 from hiw.models.checkpoints import CHECKPOINTS, METRICS_FILE
 from hiw.models.loop import TrainResult
@@ -33,27 +32,6 @@ from hiw.models.tokens import reconstruction_records, token_records
 from hiw.storage import list_versions, write_catalog, write_derived
 
 RUN_FILE = "run.json"
-
-
-def load_screened(source: DataSource, split: str | None, step: int) -> Screened:
-    return screen(source.load(split), min_frames=step)
-
-
-def feature_stats(source: DataSource, run_dir: Path, step: int = 4, train_split: Screened | None = None) -> FeatureStats:
-    """The data's mean/std over its train split: reused while the data is unchanged, recomputed when it changed
-    (from ``train_split`` when the caller has it loaded already)."""
-    path = source.stats_path(run_dir)
-    fingerprint = source.fingerprint()
-    if path.is_file():
-        stats = FeatureStats.load(path)
-        if stats.dataset == fingerprint and stats.layout == LAYOUT:
-            return stats
-    train_split = train_split or load_screened(source, "train", step)
-    if not train_split.kept:
-        raise ConfigError(f"no usable training sequence in {source.describe()} ({train_split.describe()})")
-    stats = compute_stats(train_split.kept, fingerprint)
-    stats.save(path)
-    return stats
 
 
 def model_config(preset: str, variant: str) -> TokenizerConfig:

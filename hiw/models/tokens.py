@@ -5,14 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import roma
-import torch
 
 from hiw import __version__
 from hiw.data.sequences import MotionSequence
 from hiw.models import codec
 from hiw.models.shift_checkpoint import LoadedTokenizer
-from hiw.motion.features import HAND_FEATURES, hand_params
+from hiw.motion.features import param_columns
 from hiw.schemas import HANDS, ReconstructionRecord, TokenRecord
 
 
@@ -57,20 +55,10 @@ def reconstruction_records(loaded: LoadedTokenizer, rows: Sequence[dict]) -> lis
     features = codec.decode(model, loaded.stats, codes, [r["n_frames"] for r in rows])
     records = []
     for row, feats in zip(rows, features):
-        values = {}
-        for h, side in enumerate(HANDS):
-            valid = np.repeat(np.asarray(row[f"{side}_step_valid"], bool), model.step)[: row["n_frames"]]
-            rotations, transl = hand_params(torch.from_numpy(feats[:, h * HAND_FEATURES : (h + 1) * HAND_FEATURES]))
-            axis_angle = roma.rotmat_to_rotvec(rotations).numpy().reshape(len(feats), 48)
-            axis_angle[~valid] = np.nan
-            position = transl.numpy() + np.asarray(row["origin"], np.float32)
-            position[~valid] = np.nan
-            values |= {
-                f"{side}_valid": valid,
-                f"{side}_global_orient": axis_angle[:, :3],
-                f"{side}_hand_pose": axis_angle[:, 3:],
-                f"{side}_transl": position,
-            }
+        valid = np.stack(
+            [np.repeat(np.asarray(row[f"{side}_step_valid"], bool), model.step)[: row["n_frames"]] for side in HANDS], 1
+        )
+        values = param_columns(feats, valid, np.asarray(row["origin"], np.float32))
         records.append(
             ReconstructionRecord(
                 clip_id=row["clip_id"],

@@ -8,6 +8,7 @@ both are valid is the origin. Missing frames are zeros, with a mask alongside.
 from __future__ import annotations
 
 import numpy as np
+import roma
 import torch
 
 from hiw.motion.rotations import matrix_to_6d, sixd_to_matrix
@@ -54,3 +55,24 @@ def hand_params(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     sixd = features[..., : HAND_FEATURES - 3].reshape(*features.shape[:-1], 16, 6)
     return sixd_to_matrix(sixd), features[..., HAND_FEATURES - 3 :]
+
+
+def param_columns(features: np.ndarray, valid: np.ndarray, origin: np.ndarray) -> dict[str, np.ndarray]:
+    """(T, 198) features and (T, 2) validity -> the ``motion`` table's per-hand columns (``{side}_valid``,
+    ``_global_orient``, ``_hand_pose`` as axis-angle, ``_transl`` with ``origin`` added back); NaN where invalid."""
+    columns = {}
+    for h, side in enumerate(HANDS):
+        rotations, transl = hand_params(
+            torch.from_numpy(np.ascontiguousarray(features[:, h * HAND_FEATURES : (h + 1) * HAND_FEATURES]))
+        )
+        axis_angle = roma.rotmat_to_rotvec(rotations).numpy().reshape(len(features), 48)
+        axis_angle[~valid[:, h]] = np.nan
+        position = transl.numpy() + np.asarray(origin, np.float32)
+        position[~valid[:, h]] = np.nan
+        columns |= {
+            f"{side}_valid": valid[:, h].copy(),
+            f"{side}_global_orient": axis_angle[:, :3],
+            f"{side}_hand_pose": axis_angle[:, 3:],
+            f"{side}_transl": position,
+        }
+    return columns

@@ -6,8 +6,11 @@ from hiw.schemas.records import (
     KEYPOINT_WIDTH,
     N_KEYPOINTS,
     Caption,
+    CaptionGenerationRecord,
     ClipRecord,
     ClipSpec,
+    EvaluationRecord,
+    GenerationRecord,
     HandTrack,
     MotionRecord,
     Narration,
@@ -44,8 +47,15 @@ GROUP_TABLES: dict[str, tuple[str, ...]] = {
     "annotation": ("captions", "responses", "vocabulary", "rejects"),
     "sources": ("rejects",),
 }
-# Tables written later by the motion tokenizer's flows (``hiw shift tokenize|reconstruct``), one file per checkpoint.
-DERIVED_TABLES = {"tokens": TokenRecord, "reconstructions": ReconstructionRecord}
+# Tables written later, one file per producer: by the motion tokenizer's flows (``hiw shift tokenize|reconstruct``,
+# one per checkpoint), by generators (one per generator) and by the evaluation suite (one per scoring run).
+DERIVED_TABLES = {
+    "tokens": TokenRecord,
+    "reconstructions": ReconstructionRecord,
+    "generations": GenerationRecord,
+    "generated_captions": CaptionGenerationRecord,
+    "evaluations": EvaluationRecord,
+}
 
 __all__ = [
     "HANDS",
@@ -56,6 +66,9 @@ __all__ = [
     "KEYS",
     "TABLES",
     "Caption",
+    "CaptionGenerationRecord",
+    "EvaluationRecord",
+    "GenerationRecord",
     "ClipRecord",
     "ClipSpec",
     "HandTrack",

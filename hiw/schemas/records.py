@@ -4,7 +4,8 @@ Tables of a build: ``clips`` (ClipRecord), ``motion`` (MotionRecord), ``captions
 ``responses`` (ResponseRecord), ``vocabulary`` (VocabularyEntry), ``rejects`` (Reject). VideoSource,
 Narration, ClipSpec and HandTrack are in-flight records.
 Tables the motion tokenizer derives from a build: ``tokens`` (TokenRecord), ``reconstructions``
-(ReconstructionRecord).
+(ReconstructionRecord); and the evaluation suite: ``generations`` (GenerationRecord), ``generated_captions``
+(CaptionGenerationRecord), ``evaluations`` (EvaluationRecord).
 """
 
 from __future__ import annotations
@@ -291,16 +292,10 @@ class TokenRecord(Record):
     created_at: datetime = Field(default_factory=utc_now)
 
 
-class ReconstructionRecord(Record):
-    """Row of the ``reconstructions`` table: tokens decoded back to per-hand parameters.
+class HandParams(Record):
+    """Both hands' per-frame parameters, as in ``motion``: axis-angle in MANO joint order, metres, the clip's
+    coordinate frame; frames outside ``*_valid`` are NaN."""
 
-    Same conventions as ``motion`` (axis-angle, MANO joint order, metres, the clip's coordinate frame);
-    frames outside ``*_valid`` are NaN.
-    """
-
-    clip_id: str
-    fps: float
-    n_frames: int
     left_valid: Mask
     left_global_orient: Annotated[np.ndarray, FrameArray(3)]
     left_hand_pose: Annotated[np.ndarray, FrameArray(45)]
@@ -309,7 +304,69 @@ class ReconstructionRecord(Record):
     right_global_orient: Annotated[np.ndarray, FrameArray(3)]
     right_hand_pose: Annotated[np.ndarray, FrameArray(45)]
     right_transl: Annotated[np.ndarray, FrameArray(3)]
+
+
+class ReconstructionRecord(HandParams):
+    """Row of the ``reconstructions`` table: tokens decoded back to per-hand parameters."""
+
+    clip_id: str
+    fps: float
+    n_frames: int
     checkpoint_id: str
     codebook_id: str
+    code_version: str
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+class GenerationRecord(HandParams):
+    """Row of the ``generations`` table: one motion a generator made from a caption (text-to-motion output).
+
+    Anything that writes these columns can be scored (``hiw eval t2m``): CLUTCH, a baseline, an outside model."""
+
+    generation_id: str
+    clip_id: str | None = Field(None, description="the clip whose caption prompted it; null for free text")
+    text: str | None = Field(None, description="the prompt; null: the clip's captions (one drawn per replication)")
+    sample: int = Field(0, description="0, 1, ...: repeated generations of one prompt (MultiModality)")
+    generator: str
+    generator_lineage: str = Field(description="JSON: checkpoints, data and settings the generator ran with")
+    fps: float
+    n_frames: int
+    code_version: str
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+class CaptionGenerationRecord(Record):
+    """Row of the ``generated_captions`` table: a caption a generator wrote for a clip's motion (motion-to-text)."""
+
+    generation_id: str
+    clip_id: str
+    text: str
+    sample: int = 0
+    generator: str
+    generator_lineage: str = Field(description="JSON: checkpoints, data and settings the generator ran with")
+    code_version: str
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+class EvaluationRecord(Record):
+    """Row of the ``evaluations`` table: one metric of one scoring run, with what was scored by what."""
+
+    evaluation_id: str = Field(description="hash of the task, generator, evaluator, data, split, seed and settings")
+    task: Literal["t2m", "m2t"]
+    metric: str
+    mean: float | None = Field(description="null where the metric could not be computed (see settings)")
+    interval: float | None = Field(description="95% half-width over the replications, 1.96 std / sqrt(n)")
+    replications: int
+    generator: str
+    generator_lineage: str
+    evaluator_id: str
+    evaluator_lineage: str
+    dataset: str = Field(description="fingerprint of the scored data's motion and captions")
+    dataset_version: str | None = Field(description="the dataset version scored (e.g. v3); null for procedural clips")
+    split: str
+    seed: int
+    settings: str = Field(description="JSON: pool, subsets, pairs, replications")
+    pairs: int = Field(description="(text, motion) pairs scored")
+    rejected: str = Field(description="JSON: generation rows set aside, by reason")
     code_version: str
     created_at: datetime = Field(default_factory=utc_now)

@@ -22,6 +22,7 @@ BENCHMARKS = {
     "bench_storage.py": ([], ["## writes:", "## queries:", "## rebuilds:"]),
     "bench_vlm.py": ([], ["## client throughput: loopback server"]),
     "bench_orchestration.py": ([KITCHEN], ["speed-up 1 -> 2 workers:", "Dask (2 workers)"]),
+    "bench_eval.py": ([FPHAB], ["fphab: real-data R@3 =", "motion-to-text | real data", "evaluator training:"]),
 }
 
 

@@ -1,4 +1,4 @@
-"""`hiw shift train|tokenize|reconstruct|eval` as users run them: real subprocesses through the Prefect flows."""
+"""`hiw shift train|tokenize|reconstruct|eval` as users run them, through the Prefect flows (training as a real subprocess)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ from typer.testing import CliRunner
 
 from conftest import hiw
 from hiw.cli import app
+
+
+def invoke(*args: str):
+    """A command in this process (a subprocess pays ~7 s of imports here; training runs as a real one)."""
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
 
 
 @pytest.fixture(scope="module")
@@ -30,22 +35,22 @@ def test_train_prints_progress_and_writes_a_checkpoint(cli_run):
     assert f"best {run / 'checkpoints' / 'best.pt'} (val_loss" in result.stdout
     assert (run / "checkpoints" / "step-0000004.pt").is_file()
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 4
-    again = hiw("shift", "train", "--preset", "tiny", "--clips", "40", "--steps", "6", "--run", str(run))
-    assert again.returncode == 0, again.stderr
+    again = invoke("shift", "train", "--preset", "tiny", "--clips", "40", "--steps", "6", "--run", str(run))
+    assert again.exit_code == 0, again.output
     assert "resumed from step 4" in again.stdout and (run / "checkpoints" / "step-0000006.pt").is_file()
 
 
 def test_tokenize_reconstruct_and_eval(cli_run):
     run, _ = cli_run
-    tokens = hiw("shift", "tokenize", "--run", str(run))
-    assert tokens.returncode == 0, tokens.stderr
+    tokens = invoke("shift", "tokenize", "--run", str(run))
+    assert tokens.exit_code == 0, tokens.output
     assert "40 clips tokenized" in tokens.stdout
     assert pq.read_table(next((run / "tokens").glob("*.parquet"))).num_rows == 40
-    recon = hiw("shift", "reconstruct", "--run", str(run))
-    assert recon.returncode == 0, recon.stderr
+    recon = invoke("shift", "reconstruct", "--run", str(run))
+    assert recon.exit_code == 0, recon.output
     assert pq.read_table(next((run / "reconstructions").glob("*.parquet"))).num_rows == 40
-    result = hiw("shift", "eval", "--run", str(run))
-    assert result.returncode == 0, result.stderr
+    result = invoke("shift", "eval", "--run", str(run))
+    assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert lines[-1].startswith("mpjpe_mm=") and float(lines[-1].split("=")[1]) > 0
     assert any(line.startswith("codebook pose: usage=") for line in lines)

@@ -14,13 +14,14 @@ import pyarrow as pa
 import pytest
 
 from conftest import fixture_file
+from hiw.annotators.pos import make_tagger
 from hiw.config import load_config
 from hiw.data.sequences import dataset_sequences
 from hiw.data.splits import SPLITS, dataset_splits
 from hiw.data.stats import STD_FLOOR
 from hiw.errors import ConfigError
 from hiw.export import export_clutch, export_humanml3d
-from hiw.export.humanml3d import tag
+from hiw.export.humanml3d import text_lines
 from hiw.flows.build import build_plain
 from hiw.motion.features import FEATURES, HAND_FEATURES
 from hiw.storage import load_manifest, open_catalog
@@ -151,19 +152,12 @@ def test_humanml3d_export_loads_like_humanml3d(exports):
     assert json.loads((out / "meta.json").read_text())["format"] == "humanml3d"
 
 
-def test_pos_tags_follow_humanml3d_conventions():
-    tokens = tag("The right hand moves slowly (about 10 cm/s) and closes as if grasping the cups.", {"move", "grasp"})
-    assert tokens == [
-        ("the", "DET"), ("right", "ADJ"), ("hand", "NOUN"), ("move", "VERB"), ("slowly", "ADV"), ("about", "ADP"),
-        ("and", "CCONJ"), ("close", "VERB"), ("as", "SCONJ"), ("if", "SCONJ"), ("grasp", "VERB"), ("the", "DET"),
-        ("cup", "NOUN"),
-    ]  # fmt: skip
-    assert tag("C picks up a knife", {"pick up"}) == [
-        ("c", "NOUN"),
-        ("pick", "VERB"),
-        ("up", "ADP"),
-        ("a", "DET"),
-        ("knife", "NOUN"),
+def test_text_lines_follow_humanml3d_conventions():
+    lines = text_lines(make_tagger("spacy"), ["The right hand slowly lifts the cups (about 10 cm/s).", "C picks up a knife"])
+    assert lines == [
+        "The right hand slowly lifts the cups (about 10 cm/s).#the/DET right/ADJ hand/NOUN slowly/ADV lift/VERB the/DET "
+        "cup/NOUN about/ADV cm/NOUN s/NOUN#0.0#0.0",
+        "C picks up a knife#c/NOUN pick/VERB up/ADP a/DET knife/NOUN#0.0#0.0",
     ]
 
 
