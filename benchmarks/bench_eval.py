@@ -19,7 +19,6 @@ import argparse
 import csv
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -77,20 +76,28 @@ def fphab_dataset(stride: int) -> Path:
     return out
 
 
-def hiw(*args: str) -> tuple[subprocess.CompletedProcess, float]:
+# Runs one command and reports its peak memory: RUSAGE_CHILDREN of this wrapper covers that command alone.
+_PEAK = (
+    "import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+    "print(f'peak_kb={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}', file=sys.stderr); sys.exit(code)"
+)
+
+
+def hiw(*args: str) -> tuple[subprocess.CompletedProcess, float, float]:
+    """``hiw args`` in a subprocess: its result, wall seconds and peak RSS (MB)."""
     began = time.perf_counter()
-    result = subprocess.run([str(HIW), *args], capture_output=True, text=True, timeout=7200)
+    result = subprocess.run([sys.executable, "-c", _PEAK, str(HIW), *args], capture_output=True, text=True, timeout=7200)
     if result.returncode:
         sys.exit(f"hiw {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    return result, time.perf_counter() - began
+    peak_kb = int(result.stderr.strip().splitlines()[-1].removeprefix("peak_kb="))
+    return result, time.perf_counter() - began, peak_kb / 1024
 
 
 def evaluate(name: str, data: list[str], steps: int, metric_args: list[str]) -> dict:
     run = WORK / f"run-{name}"
     shutil.rmtree(run, ignore_errors=True)
-    _, train_s = hiw("eval", "train", *data, "--steps", str(steps), "--run", str(run), "--fresh")
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child so far: training
-    baselines, score_s = hiw("eval", "baselines", "--run", str(run), *data[2:], *metric_args)
+    _, train_s, peak_mb = hiw("eval", "train", *data, "--steps", str(steps), "--run", str(run), "--fresh")
+    _, score_s, _ = hiw("eval", "baselines", "--run", str(run), *data[2:], *metric_args)
     reports = {p.stem: json.loads(p.read_text()) for p in (run / "eval").glob("*.json")}
     clips = json.loads((run / "run.json").read_text())["data"]["clips"]
     return {"name": name, "train_s": train_s, "peak_mb": peak_mb, "score_s": score_s, "train_clips": clips, "reports": reports}

@@ -48,7 +48,7 @@ def baselines(trained):
 
 def test_train_prints_progress_and_the_checkpoint_carries_its_lineage(trained):
     run, result = trained
-    assert "training the evaluator (tiny) on procedural (clips=400, seed=0) for 150 steps" in result.stdout
+    assert "training the evaluator (tiny) on procedural (clips=400, seed=0) for 120 steps" in result.stdout
     assert "step 120  loss" in result.stdout and "val_loss" in result.stdout and "batch_top1" in result.stdout
     loaded = load_evaluator(run)
     lineage = loaded.lineage()
