@@ -426,11 +426,13 @@ def eval_fit(
         console.print(f"ratio={ratio:.3f}", highlight=False)
 
 
+from hiw.cli.clutch import clutch_app  # noqa: E402
 from hiw.cli.eval import eval_app  # noqa: E402
 from hiw.cli.shift import shift_app  # noqa: E402 - after runtime.configure(), like every heavy import
 
 app.add_typer(shift_app, name="shift")
 app.add_typer(eval_app, name="eval")
+app.add_typer(clutch_app, name="clutch")
 
 
 def main() -> None:  # pragma: no cover - console entry point

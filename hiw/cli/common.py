@@ -61,7 +61,7 @@ def show_table(table) -> None:
 
 
 def skipped_counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items())) or "none"
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()) if n) or "none"
 
 
 def data_source(spec: str | None, clips: int, seed: int):

@@ -84,7 +84,7 @@ def _print_report(report) -> None:
 
 
 def _run(job, *args: Any, **kwargs: Any) -> Any:
-    from hiw.flows.eval import with_printer
+    from hiw.flows.printer import with_printer
 
     return run_job(with_printer, _show, job, *args, **kwargs)
 

@@ -11,13 +11,14 @@ crop in training (clips are rarely longer), z-scored with the data's statistics.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from hiw.data.captions import captions_by_kind
 from hiw.data.sequences import MotionSequence, screen
 from hiw.data.sources import DataSource
 from hiw.data.stats import FeatureStats
@@ -51,18 +52,7 @@ def clip_captions(source: DataSource, clip_ids: Sequence[str]) -> dict[str, list
     """Every QA-passed caption of the clips, in a stable order (kind, then caption id); procedural: the label."""
     if source.kind == "procedural":
         raise ValueError("procedural clips carry their label in MotionSequence.text")
-    from hiw.storage import open_catalog
-
-    out: dict[str, list[str]] = defaultdict(list)
-    with open_catalog(Path(source.root)) as con:
-        rows = con.sql(
-            "SELECT clip_id, text FROM captions WHERE qa_passed AND clip_id IN (SELECT unnest($ids)) "
-            "ORDER BY clip_id, kind, caption_id",
-            params={"ids": list(clip_ids)},
-        ).fetchall()
-    for clip_id, text in rows:
-        out[clip_id].append(text)
-    return out
+    return {clip: [text for _, text in pairs] for clip, pairs in captions_by_kind(Path(source.root), clip_ids).items()}
 
 
 def load_eval_set(source: DataSource, split: str | None, processor: TextProcessor) -> EvalSet:

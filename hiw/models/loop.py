@@ -55,6 +55,9 @@ class Trainable(Protocol):
     def extra(self) -> dict[str, Any]:
         """Saved at the top level of each checkpoint beside the loop's keys (e.g. the feature statistics)."""
 
+    # Optional: ``begin_step(step)`` is called before each step's batch, for a loss that anneals with the step
+    # (the language model's Gumbel temperature); a resumed run calls it from the step it resumes at.
+
 
 @dataclass
 class TrainResult:
@@ -99,6 +102,8 @@ def train(
         lr = lr_at(step, settings)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        if begin_step := getattr(job, "begin_step", None):  # optional: models whose loss depends on the step
+            begin_step(step)
         batch = job.batch(rng, device)
         try:
             with autocast(device, dtype):

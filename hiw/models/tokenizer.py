@@ -190,6 +190,18 @@ class MotionTokenizer(nn.Module):
             decoded[part.name] = self.vqvaes[part.name].decode(part_codes)
         return self._assemble(decoded, len(codes))
 
+    def decode_soft(self, probs: torch.Tensor) -> torch.Tensor:
+        """Code distributions (B, L, len(stream), K) -> normalised features (B, L * step, 198), differentiable in
+        ``probs``: each slot's expected code vector goes through its decoder (the language model's geometric
+        alignment, PAPER.md section 4). One-hot ``probs`` decode exactly as ``decode`` does their codes."""
+        decoded = {}
+        for i, part in enumerate(self.parts):
+            part_probs = torch.cat([probs[:, :, i], probs[:, :, len(self.parts) + i]]) if part.stacked else probs[:, :, i]
+            vqvae = self.vqvaes[part.name]
+            latents = part_probs.to(vqvae.quantizer.codebook.dtype) @ vqvae.quantizer.codebook  # (N, L, D)
+            decoded[part.name] = vqvae.decoder(latents.transpose(1, 2)).transpose(1, 2)
+        return self._assemble(decoded, len(probs))
+
     def step_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """Per-hand frame mask (B, T, 2) -> per-hand step mask (B, T // step, 2)."""
         return torch.stack([step_mask(mask[..., h], self.step) for h in (0, 1)], dim=-1)

@@ -17,9 +17,12 @@ ROW_GROUP_ROWS = 256
 
 def write_derived(root: Path, name: str, part: str, records: list[BaseModel]) -> Path:
     """Write (or replace) one file of a derived table atomically: ``ROOT/<name>/<part>.parquet``."""
-    folder = root / name
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{part}.parquet"
+    return write_records(root / name / f"{part}.parquet", name, records)
+
+
+def write_records(path: Path, name: str, records: list[BaseModel]) -> Path:
+    """Write (or replace) ``path`` atomically with rows of the derived table ``name``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     pq.write_table(to_table(DERIVED_TABLES[name], records), tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
     with open(tmp, "rb") as f:
