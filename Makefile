@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_storage.py
 	$(PY) benchmarks/bench_orchestration.py
 	$(PY) benchmarks/bench_eval.py
+	$(PY) benchmarks/bench_lm.py
 	-$(MAKE) --no-print-directory vllm-venv tiny-vlm
 	$(PY) benchmarks/bench_vlm.py --vllm
 

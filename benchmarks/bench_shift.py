@@ -82,7 +82,7 @@ def main() -> None:
     if not FPHAB.is_dir():
         sys.exit(f"missing {FPHAB} (the shared F-PHAB fixture)")
     device = pick_device(args.device)
-    fphab = fphab_dataset()
+    fphab = fphab_dataset(20 if args.smoke else 1)
     train_seqs = screen(procedural_sequences(args.clips, 0, "train") + dataset_sequences(fphab, "train"), 4)
     test_sets = {
         "procedural": screen(procedural_sequences(args.clips, 0, "test"), 4),

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from hiw.data.counts import skipped_counts  # noqa: F401  (the commands import it from here)
 from hiw.errors import ConfigError, HiwError
 
 console = Console(stderr=False)
@@ -58,10 +59,6 @@ def say(text: str) -> None:
 def show_table(table) -> None:
     """A rich table at its natural width: piped output is 80 columns, which would wrap metric names."""
     console.print(table, width=max(console.width, 160))
-
-
-def skipped_counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()) if n) or "none"
 
 
 def data_source(spec: str | None, clips: int, seed: int):

@@ -19,6 +19,7 @@ import pyarrow as pa
 import roma
 import torch
 
+from hiw.data.counts import kept_and_skipped
 from hiw.data.procedural import ProceduralClip, generate
 from hiw.data.splits import check_split, dataset_splits, split_of
 from hiw.motion.features import HAND_FEATURES, canonical_origin, motion_features
@@ -49,8 +50,7 @@ class Screened:
     skipped: Counter = field(default_factory=Counter)
 
     def describe(self) -> str:
-        skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items())) or "none"
-        return f"{len(self.kept)} sequences kept; skipped: {skipped}"
+        return kept_and_skipped(len(self.kept), "sequences", self.skipped)
 
 
 def screen(sequences: Iterable[MotionSequence], min_frames: int) -> Screened:

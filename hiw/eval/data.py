@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from hiw.data.captions import captions_by_kind
+from hiw.data.counts import kept_and_skipped
 from hiw.data.sequences import MotionSequence, screen
 from hiw.data.sources import DataSource
 from hiw.data.stats import FeatureStats
@@ -44,8 +45,7 @@ class EvalSet:
     split: str | None = None
 
     def describe(self) -> str:
-        skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items())) or "none"
-        return f"{len(self.clips)} clips kept; skipped: {skipped}"
+        return kept_and_skipped(len(self.clips), "clips", self.skipped)
 
 
 def clip_captions(source: DataSource, clip_ids: Sequence[str]) -> dict[str, list[str]]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from hiw.data.captions import captions_by_kind
+from hiw.data.counts import kept_and_skipped
 from hiw.data.sequences import screen
 from hiw.data.sources import DataSource
 from hiw.data.windows import WINDOW, crop
@@ -49,8 +50,7 @@ class LMSet:
     skipped: Counter = field(default_factory=Counter)
 
     def describe(self) -> str:
-        skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items())) or "none"
-        return f"{len(self.clips)} clips kept; skipped: {skipped}"
+        return kept_and_skipped(len(self.clips), "clips", self.skipped)
 
 
 def sample_caption(captions: dict[str, tuple[str, ...]], rng: np.random.Generator) -> str:
@@ -68,7 +68,7 @@ def load_lm_set(source: DataSource, split: str | None, shift: LoadedTokenizer, w
     screened = screen(source.load(split), min_frames=step)
     out = LMSet([], Counter(screened.skipped))
     if source.kind == "procedural":
-        captions = {seq.clip_id: {"label": (seq.text,)} for seq in screened.kept}
+        captions = {seq.clip_id: _by_kind([("label", seq.text)]) for seq in screened.kept}
     else:
         pairs = captions_by_kind(Path(source.root), [seq.clip_id for seq in screened.kept])
         captions = {clip: _by_kind(p) for clip, p in pairs.items()}

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from hiw.data.sequences import MotionSequence
+from hiw.data.windows import WINDOW
 from hiw.lm.checkpoint import LoadedLM
 from hiw.lm.data import LMClip
 from hiw.lm.decode import MotionCodes, allowed_tokens, read_motion
@@ -58,7 +59,8 @@ def generate_motion(
     """``n`` motions per caption (None where the output was empty after repair, counted as ``empty``)."""
     counts = counts if counts is not None else Counter()
     torch.manual_seed(seed)
-    max_steps = (lm.max_length - 3) // lm.vocab.width  # start, end and </s> take 3 positions
+    # the window the model learned (36 steps), and what fits beside start, end and </s>
+    max_steps = min(WINDOW // lm.shift.model.step, (lm.max_length - 3) // lm.vocab.width)
     constraint = (
         None
         if free

@@ -165,7 +165,7 @@ def _start_run(run_dir: Path, preset: str, lm_path: Path | None, shift, vocab: M
     tokenizer.save_pretrained(folder)
     info = {
         "base": str(lm_path),
-        "t5": model.config.to_dict(),
+        "t5": {k: v for k, v in model.config.to_dict().items() if k != "_name_or_path"},  # a moved base is the same model
         "motion_base": motion_base,
         "tokenizer": tokenizer_digest(folder),
         "vocab": vocab.describe(),
@@ -177,7 +177,7 @@ def _start_run(run_dir: Path, preset: str, lm_path: Path | None, shift, vocab: M
         },
     }
     (run_dir / RUN_FILE).write_text(json.dumps(info, indent=1))
-    return info
+    return json.loads((run_dir / RUN_FILE).read_text())  # as a resumed phase reads it (JSON turns int keys to str)
 
 
 def _tokenizer(run_dir: Path, info: dict[str, Any]):

@@ -21,6 +21,10 @@ def invoke(*args: str):
     return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
 
 
+def train(stage: str, shift, run, *options: str):
+    return invoke("clutch", "train", "--stage", stage, "--shift", str(shift), *CLIPS, *options, "--run", str(run))
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("clutch")
@@ -29,9 +33,7 @@ def trained(tmp_path_factory):
     assert result.exit_code == 0, result.output
     outputs = {}
     for stage, steps in (("pretrain", "100"), ("align", "6"), ("instruct", "6")):
-        result = invoke(
-            "clutch", "train", "--stage", stage, "--shift", str(shift), *CLIPS, "--steps", steps, *SMALL, "--run", str(run)
-        )
+        result = train(stage, shift, run, "--steps", steps, *SMALL)
         assert result.exit_code == 0, result.output
         outputs[stage] = result.stdout
     return root, shift, run, outputs
@@ -49,6 +51,14 @@ def test_three_phases_train_each_from_the_last_and_record_their_lineage(trained)
     for stage, earlier in (("align", "pretrain"), ("instruct", "align")):
         started = json.loads((run / stage / "run.json").read_text())["started_from"]
         assert started == str(run / earlier / "checkpoints" / "latest.pt")
+
+
+def test_a_copied_run_resumes_its_phase_from_the_latest_checkpoint(trained, tmp_path):
+    _, shift, run, _ = trained
+    shutil.copytree(run, tmp_path / "moved")
+    result = train("pretrain", shift, tmp_path / "moved", "--steps", "102", *SMALL)
+    assert result.exit_code == 0, result.output
+    assert "resumed from step 100" in result.output and "(step 102)" in result.output
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +90,7 @@ def test_generate_writes_the_evaluation_suites_generations_and_t2m_scores_them(t
     rows = pq.read_table(tmp_path / "g.parquet").to_pylist()
     assert len(rows) == 3 and {r["sample"] for r in rows} == {0, 1, 2} and rows[0]["clip_id"] is None
     assert rows[0]["text"] == "the right hand waves" and rows[0]["generator"] == "clutch" and rows[0]["n_frames"] % 4 == 0
+    assert all(r["n_frames"] <= 144 for r in rows)  # never longer than the 36-step window the model learned
     lineage = json.loads(rows[0]["generator_lineage"])
     assert lineage["lm"]["phase"] == "instruct" and lineage["constrained"] is True
     split = invoke("clutch", "generate", "--run", str(run), "--split", "test", "--out", str(tmp_path / "root"))
@@ -114,9 +125,7 @@ def test_a_run_refuses_another_shift_checkpoint(trained, tmp_path):
     shutil.copytree(shift, other)
     result = invoke("shift", "train", *CLIPS, "--steps", "41", "--batch", "16", "--run", str(other))
     assert result.exit_code == 0, result.output
-    result = invoke(
-        "clutch", "train", "--stage", "align", "--shift", str(other), *CLIPS, "--steps", "7", *SMALL, "--run", str(run)
-    )
+    result = train("align", other, run, "--steps", "7", *SMALL)
     assert result.exit_code == 2 and "was built on SHIFT checkpoint" in result.output and "Traceback" not in result.output
 
 
@@ -138,19 +147,7 @@ def test_usage_errors_exit_2_with_one_line(args, message):
 
 def test_a_later_phase_before_pretrain_and_a_bad_lm_folder_are_usage_errors(trained, tmp_path):
     _, shift, _, _ = trained
-    result = invoke("clutch", "train", "--stage", "instruct", "--shift", str(shift), *CLIPS, "--run", str(tmp_path / "new"))
+    result = train("instruct", shift, tmp_path / "new")
     assert result.exit_code == 2 and "train --stage pretrain first" in result.output
-    result = invoke(
-        "clutch",
-        "train",
-        "--stage",
-        "pretrain",
-        "--shift",
-        str(shift),
-        *CLIPS,
-        "--lm",
-        str(tmp_path),
-        "--run",
-        str(tmp_path / "n2"),
-    )
+    result = train("pretrain", shift, tmp_path / "n2", "--lm", str(tmp_path))
     assert result.exit_code == 2 and "is not a Hugging Face model folder" in result.output

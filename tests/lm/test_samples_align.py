@@ -4,6 +4,7 @@ clips encoded by a real (randomly initialised, codebook-fitted) SHIFT tokenizer.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,8 @@ from hiw.lm.model import add_motion_vocab, init_base, load_base, sentinel_ids
 from hiw.lm.samples import IGNORE, SampleMaker, noise_mask, span_corrupt
 from hiw.lm.tasks import load_templates
 from hiw.lm.vocab import MotionVocab
-from hiw.models.shift_checkpoint import LoadedTokenizer
 from hiw.models import shift_train
+from hiw.models.shift_checkpoint import LoadedTokenizer
 from hiw.models.shift_train import TRAIN_PRESETS
 from hiw.models.tokenizer import PRESETS, MotionTokenizer
 
@@ -93,6 +94,19 @@ def test_hand_to_hand_samples_agree_on_which_hand_is_the_target(setup):
         trg = "left" if "Generate the left hand" in source or "What does the left hand do" in source else "right"
         hand = 0 if trg == "left" else 1
         assert target == maker.motion(clip, hand=hand)
+
+
+def test_clips_with_no_tokens_or_no_caption_are_set_aside_and_counted(setup, monkeypatch):
+    loaded = setup[0]
+    good = DataSource(kind="procedural", clips=60).load("train")[:4]
+    short = replace(good[0], clip_id="short", features=good[0].features[:3], mask=good[0].mask[:3])  # < one 4-frame step
+    handless = replace(good[1], clip_id="handless", mask=np.zeros_like(good[1].mask))
+    silent = replace(good[2], clip_id="silent", text="  ")
+    monkeypatch.setattr(DataSource, "load", lambda self, split: [short, handless, silent, good[3]])
+    clips = load_lm_set(DataSource(kind="procedural", clips=60), "train", loaded)
+    assert [c.clip_id for c in clips.clips] == [good[3].clip_id]
+    assert clips.skipped == Counter(too_short=1, all_masked=1, no_caption=1)
+    assert clips.describe() == "1 clips kept; skipped: 1 all_masked, 1 no_caption, 1 too_short"
 
 
 def test_a_caption_longer_than_the_maximum_is_cut_and_counted(setup):
