@@ -199,7 +199,7 @@ def main() -> None:
     parser.add_argument("--instruct", type=int, default=500)
     parser.add_argument("--batch", type=int, help="CLUTCH batch (default: the tiny preset's 32)")
     parser.add_argument("--replications", type=int, default=20)
-    parser.add_argument("--throughput-steps", type=int, default=5)
+    parser.add_argument("--throughput-steps", type=int, default=5, help="0 skips the throughput runs")
     parser.add_argument("--datasets", default="procedural,fphab", help="comma-separated: procedural, fphab")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, procedural only, no base-shaped model")
     args = parser.parse_args()
@@ -220,7 +220,8 @@ def main() -> None:
         dataset.run()
         dataset.print()
     first = datasets[0]
-    throughput(first.shift, first.data, ["tiny"] if args.smoke else ["tiny", "base"], args.throughput_steps)
+    if args.throughput_steps:
+        throughput(first.shift, first.data, ["tiny"] if args.smoke else ["tiny", "base"], args.throughput_steps)
     if args.smoke:
         print("base-shaped throughput not run in --smoke (a 250M-parameter model)")
 
