@@ -142,6 +142,10 @@ def clutch_train(
         say(f"best {result.best} (val_loss {result.best_val_loss:.4f})")
 
 
+def _phase_dir(checkpoint: Path) -> Path:
+    return checkpoint.resolve().parent.parent  # PHASE/checkpoints/<file>.pt
+
+
 def _summary(result, what: str) -> None:
     counts = skipped_counts(result.counts)
     say(f"wrote {result.rows} {what} for {result.prompts} prompt(s) to {result.path}; repairs and rejects: {counts}")
@@ -149,8 +153,14 @@ def _summary(result, what: str) -> None:
 
 @clutch_app.command("generate")
 def clutch_generate(
-    out: Annotated[Path, typer.Option("--out", help="a .parquet file, or a root that gains generations/part-clutch.parquet")],
     run: RunOpt = DEFAULT_RUN,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="a .parquet file, or a root that gains generations/part-clutch.parquet [default: PHASE/generations.parquet]",
+        ),
+    ] = None,
     text: Annotated[list[str] | None, typer.Option("--text", help="a description to generate from (repeatable)")] = None,
     split: Annotated[
         str | None, typer.Option(help="generate for every clip of this split (train|val|test), from its captions")
@@ -172,16 +182,22 @@ def clutch_generate(
     if n < 1:
         fail(ConfigError(f"--n must be at least 1 (got {n})"), EXIT_USAGE)
     source = split_and_source(split, data, clips, data_seed)
-    result = _run(generate_flow, _checked_run(run), out, texts=text, split=split, n=n, seed=seed, free=free, source=source)
+    checkpoint = _checked_run(run)
+    out = out or _phase_dir(checkpoint) / "generations.parquet"
+    result = _run(generate_flow, checkpoint, out, texts=text, split=split, n=n, seed=seed, free=free, source=source)
     _summary(result, "motions")
 
 
 @clutch_app.command("caption")
 def clutch_caption(
-    out: Annotated[
-        Path, typer.Option("--out", help="a .parquet file, or a root that gains generated_captions/part-clutch.parquet")
-    ],
     run: RunOpt = DEFAULT_RUN,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="a .parquet file, or a root that gains generated_captions/part-clutch.parquet [default: PHASE/captions.parquet]",
+        ),
+    ] = None,
     split: Annotated[str, typer.Option(help="train|val|test")] = "test",
     clip: Annotated[str | None, typer.Option("--clip", help="only this clip of the split")] = None,
     data: DataOpt = None,
@@ -192,5 +208,8 @@ def clutch_caption(
     from hiw.flows.lm import caption_flow
 
     source = split_and_source(split, data, clips, data_seed)
-    result = _run(caption_flow, _checked_run(run), out, split=split, clip=clip, source=source)
+    checkpoint = _checked_run(run)
+    result = _run(
+        caption_flow, checkpoint, out or _phase_dir(checkpoint) / "captions.parquet", split=split, clip=clip, source=source
+    )
     _summary(result, "captions")

@@ -74,20 +74,9 @@ SCORING = ["--pool", "8", "--replications", "2"]
 
 def test_generate_writes_the_evaluation_suites_generations_and_t2m_scores_them(trained, evaluator, tmp_path):
     root, shift, run, _ = trained
-    free = invoke(
-        "clutch",
-        "generate",
-        "--run",
-        str(run),
-        "--text",
-        "the right hand waves",
-        "--n",
-        "3",
-        "--out",
-        str(tmp_path / "g.parquet"),
-    )
+    free = invoke("clutch", "generate", "--run", str(run), "--text", "the right hand waves", "--n", "3")
     assert free.exit_code == 0, free.output
-    rows = pq.read_table(tmp_path / "g.parquet").to_pylist()
+    rows = pq.read_table(run / "instruct" / "generations.parquet").to_pylist()  # the default --out: next to the phase
     assert len(rows) == 3 and {r["sample"] for r in rows} == {0, 1, 2} and rows[0]["clip_id"] is None
     assert rows[0]["text"] == "the right hand waves" and rows[0]["generator"] == "clutch" and rows[0]["n_frames"] % 4 == 0
     assert all(r["n_frames"] <= 144 for r in rows)  # never longer than the 36-step window the model learned
