@@ -46,6 +46,11 @@ DataOpt = Annotated[
 ]
 
 
+def OutOpt(table: str, default: str):  # noqa: N802  (an option type, like the others)
+    help = f"a .parquet file, or a root that gains {table}/part-clutch.parquet [default: PHASE/{default}]"
+    return Annotated[Path | None, typer.Option("--out", help=help)]
+
+
 def _run(job, *args: Any, **kwargs: Any) -> Any:
     from hiw.flows.printer import with_printer
 
@@ -154,13 +159,7 @@ def _summary(result, what: str) -> None:
 @clutch_app.command("generate")
 def clutch_generate(
     run: RunOpt = DEFAULT_RUN,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            help="a .parquet file, or a root that gains generations/part-clutch.parquet [default: PHASE/generations.parquet]",
-        ),
-    ] = None,
+    out: OutOpt("generations", "generations.parquet") = None,
     text: Annotated[list[str] | None, typer.Option("--text", help="a description to generate from (repeatable)")] = None,
     split: Annotated[
         str | None, typer.Option(help="generate for every clip of this split (train|val|test), from its captions")
@@ -191,13 +190,7 @@ def clutch_generate(
 @clutch_app.command("caption")
 def clutch_caption(
     run: RunOpt = DEFAULT_RUN,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            help="a .parquet file, or a root that gains generated_captions/part-clutch.parquet [default: PHASE/captions.parquet]",
-        ),
-    ] = None,
+    out: OutOpt("generated_captions", "captions.parquet") = None,
     split: Annotated[str, typer.Option(help="train|val|test")] = "test",
     clip: Annotated[str | None, typer.Option("--clip", help="only this clip of the split")] = None,
     data: DataOpt = None,
