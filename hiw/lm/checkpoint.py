@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from hiw.errors import ConfigError
+from hiw.lm.model import from_weights
 from hiw.lm.tasks import Templates, load_templates
 from hiw.lm.vocab import MotionVocab
 from hiw.models.checkpoints import CHECKPOINTS, LATEST, load_cached, load_state, resolve, stable_path
@@ -80,7 +81,7 @@ class LoadedLM:
 
 
 def load_lm(path: Path, device: torch.device | str = "cpu") -> LoadedLM:
-    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+    from transformers import AutoTokenizer
 
     path = phase_checkpoint(path)
     state = load_state(path, device)
@@ -98,8 +99,7 @@ def load_lm(path: Path, device: torch.device | str = "cpu") -> LoadedLM:
             f"the SHIFT checkpoint at {lm['shift']['path']} is {shift.checkpoint_id}, not {lm['shift']['checkpoint_id']} "
             "that this model was trained on"
         )
-    model = T5ForConditionalGeneration(T5Config.from_dict(state["model_config"]["t5"])).to(device)
-    model.load_state_dict(state.pop("model"))
+    model = from_weights(state["model_config"]["t5"], state.pop("model")).to(device)
     model.eval()
     state.pop("optimizer", None)
     vocab = MotionVocab(lm["vocab"]["codebook_size"], tuple(lm["vocab"]["stream"]))

@@ -77,6 +77,21 @@ def load_base(path: Path):
     return model, tokenizer
 
 
+def from_weights(t5: dict, weights: dict):
+    """A T5 of config ``t5`` holding ``weights`` (a checkpoint's state dict). transformers 5 ties the output layer to
+    the embeddings on construction; flan-t5 has its own output layer (``from_pretrained`` keeps it apart), so where
+    the weights differ the two are untied first, or loading would overwrite one with the other."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    model = T5ForConditionalGeneration(T5Config.from_dict(t5))
+    head, shared = weights.get("lm_head.weight"), weights.get("shared.weight")
+    if head is not None and shared is not None and not torch.equal(head, shared):
+        model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone())
+    model.load_state_dict(weights)
+    return model
+
+
 def add_motion_vocab(model, tokenizer, vocab: MotionVocab) -> int:
     """Append the motion tokens (or check they are there, in order) and size the embeddings to the tokenizer;
     returns the id of ``<motion_id_0>``: motion id i is that + i."""

@@ -26,7 +26,7 @@ from hiw.eval.generations import caption_records, motion_records
 from hiw.lm.checkpoint import TOKENIZER_DIR, cached_lm, tokenizer_digest
 from hiw.lm.data import load_lm_set, sample_caption
 from hiw.lm.generate import generate_captions, generate_motion
-from hiw.lm.model import T5_SHAPES, add_motion_vocab, init_base, load_base, sentinel_ids
+from hiw.lm.model import T5_SHAPES, add_motion_vocab, from_weights, init_base, load_base, sentinel_ids
 from hiw.lm.phases import PHASES, TRAIN_PRESETS
 from hiw.lm.samples import SampleMaker
 from hiw.lm.tasks import load_templates
@@ -99,9 +99,6 @@ def train_run(
     if info is None:
         info = _start_run(run_dir, preset, lm_path, shift, vocab, [c for clip in train.clips for c in clip.all_captions()])
     tokenizer = _tokenizer(run_dir, info)
-    from transformers import T5Config
-
-    t5 = T5Config.from_dict(info["t5"])
     maker = SampleMaker(tokenizer, vocab, info["motion_base"], templates, sentinel_ids(tokenizer), settings.max_length)
     data = {
         "source": source.model_dump(),
@@ -127,11 +124,8 @@ def train_run(
     }
 
     def build(torch_device):
-        from transformers import T5ForConditionalGeneration
-
         if earlier:
-            model = T5ForConditionalGeneration(t5)
-            model.load_state_dict(load_state(run_dir / earlier)["model"])
+            model = from_weights(info["t5"], load_state(run_dir / earlier)["model"])
         else:
             model, _ = load_base(Path(info["base"]))
             add_motion_vocab(model, tokenizer, vocab)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hiw.lm.decode import allowed_tokens, read_motion
-from hiw.lm.model import add_motion_vocab, init_base, load_base
+from hiw.lm.model import add_motion_vocab, from_weights, init_base, load_base
 from hiw.lm.vocab import MotionVocab
 
 SHIFT_STREAM = ("left-traj", "left-pose", "right-traj", "right-pose")
@@ -122,3 +122,16 @@ def test_the_constraint_allows_only_well_formed_streams():
     assert step(S, *_ids([1, 9, 2, 10])) == trajectory | {E}
     assert step(S, *_ids([1, 9, 2, 10], [1, 9, 2, 10])) == {E}  # max_steps reached
     assert step(S, *_ids([1, 9, 2, 10]), E) == {1} and step(S, E, 1) == {0}
+
+
+def test_a_base_with_its_own_output_layer_keeps_it_through_a_checkpoint(tmp_path):
+    """flan-t5's layout: an output layer apart from the embeddings, which transformers 5 would tie on construction."""
+    model, tokenizer = load_base(init_base(tmp_path / "tiny", "tiny", ["the right hand waves", "both hands open"] * 20))
+    model.lm_head.weight = torch.nn.Parameter(torch.randn_like(model.shared.weight) * 0.05)
+    model.config.tie_word_embeddings = False
+    model.save_pretrained(tmp_path / "flan-like")
+    tokenizer.save_pretrained(tmp_path / "flan-like")
+    base, _ = load_base(tmp_path / "flan-like")
+    assert not torch.equal(base.lm_head.weight, base.shared.weight)
+    restored = from_weights(base.config.to_dict(), base.state_dict())  # how a later phase and generation load it
+    assert torch.equal(restored.lm_head.weight, base.lm_head.weight) and torch.equal(restored.shared.weight, base.shared.weight)
