@@ -60,7 +60,8 @@ class Dataset:
         self.rates: dict[str, float] = {}
 
     def prepare(self) -> None:
-        shutil.rmtree(self.work, ignore_errors=True)
+        if not self.args.reuse:
+            shutil.rmtree(self.work, ignore_errors=True)
         cli("shift", "train", *self.data, "--steps", str(self.args.shift_steps), "--run", str(self.shift))
         cli("eval", "train", *self.data, "--steps", str(self.args.eval_steps), "--run", str(self.evaluator))
         cli("eval", "baselines", "--run", str(self.evaluator), *self.data[2:], *self.pools, *self.t2m, "--no-bertscore")
@@ -122,7 +123,8 @@ class Dataset:
         self.prepare()
         aligned, continued = self.work / "aligned", self.work / "continued"
         self.train(aligned, "pretrain", a.pretrain)
-        shutil.copytree(aligned, continued)
+        if not continued.exists():
+            shutil.copytree(aligned, continued)
         self.score(f"stage 1 ({a.pretrain})", aligned / "pretrain")
         self.train(aligned, "align", a.align)
         self.score(f"stage 2 ({a.pretrain}+{a.align} align)", aligned / "align")
@@ -201,6 +203,7 @@ def main() -> None:
     parser.add_argument("--replications", type=int, default=20)
     parser.add_argument("--throughput-steps", type=int, default=5, help="0 skips the throughput runs")
     parser.add_argument("--datasets", default="procedural,fphab", help="comma-separated: procedural, fphab")
+    parser.add_argument("--reuse", action="store_true", help="keep earlier runs: each command resumes where it stopped")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, procedural only, no base-shaped model")
     args = parser.parse_args()
     pools, t2m = ["--replications", str(args.replications)], ["--diversity-pairs", "100"]

@@ -67,7 +67,9 @@ def alignment_loss(
     features = (F.smooth_l1_loss(recon, target, reduction="none") * weights).sum() / weights.sum().clamp(min=1)
     distances = []
     for i, clip in enumerate(clips):
-        rest = torch.as_tensor(clip.rest, device=recon.device)
+        # an absent hand's rest skeleton is NaN (F-PHAB has no left hand): its keypoints are masked out below, but NaN
+        # through forward kinematics would still reach the gradient (0 x NaN)
+        rest = torch.nan_to_num(torch.as_tensor(clip.rest, device=recon.device))
         truth = keypoints(shift.stats.denormalise(target[i]), rest)
         made = keypoints(shift.stats.denormalise(recon[i]), rest)
         distances.append((truth - made).norm(dim=-1)[mask[i]])  # (valid hand-frames, 21) metres

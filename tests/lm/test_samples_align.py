@@ -146,3 +146,20 @@ def test_alignment_loss_decreases_and_never_touches_the_shift_weights(setup):
     assert terms["rec_keypoint_mm"] > 0 and terms["tau"] == pytest.approx(0.1)
     after = loaded.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_hand_absent_from_a_clip_leaves_the_alignment_loss_and_its_gradient_finite(setup):
+    """F-PHAB's layout: no left hand anywhere, so its rest skeleton is NaN and its slots carry the mask token."""
+    loaded, clips, vocab, model, tokenizer, base, maker = setup
+    right_only = []
+    for clip in clips[:4]:
+        rest, mask, step_valid = clip.rest.copy(), clip.mask.copy(), clip.step_valid.copy()
+        rest[0], mask[:, 0], step_valid[:, 0] = np.nan, False, False
+        right_only.append(replace(clip, rest=rest, mask=mask, step_valid=step_valid))
+    batch = maker.batch(right_only, "supervised", ["t2m"] * 4, np.random.default_rng(0))
+    model.zero_grad()
+    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels)
+    rec, terms = alignment_loss(out.logits, batch, vocab, base, loaded, 0.5, 10.0)
+    rec.backward()
+    assert np.isfinite(rec.item()) and terms["rec_keypoint_mm"] > 0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
