@@ -67,11 +67,12 @@ def alignment_loss(
     features = (F.smooth_l1_loss(recon, target, reduction="none") * weights).sum() / weights.sum().clamp(min=1)
     distances = []
     for i, clip in enumerate(clips):
-        # an absent hand's rest skeleton is NaN (F-PHAB has no left hand): its keypoints are masked out below, but NaN
-        # through forward kinematics would still reach the gradient (0 x NaN)
+        # Absent hand-frames are left out of the loss, but a NaN derivative there (a NaN rest skeleton: F-PHAB has no
+        # left hand; degenerate 6D rotations) would still reach the gradient as 0 x NaN. So the rest is made finite
+        # and those frames take the target's values, which carry no gradient.
         rest = torch.nan_to_num(torch.as_tensor(clip.rest, device=recon.device))
         truth = keypoints(shift.stats.denormalise(target[i]), rest)
-        made = keypoints(shift.stats.denormalise(recon[i]), rest)
+        made = keypoints(shift.stats.denormalise(torch.where(weights[i] > 0, recon[i], target[i])), rest)
         distances.append((truth - made).norm(dim=-1)[mask[i]])  # (valid hand-frames, 21) metres
     keypoint = torch.cat(distances).mean() if any(len(d) for d in distances) else recon.new_zeros(())
     loss = features + keypoint_weight * keypoint

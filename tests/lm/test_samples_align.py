@@ -149,13 +149,18 @@ def test_alignment_loss_decreases_and_never_touches_the_shift_weights(setup):
 
 
 def test_a_hand_absent_from_a_clip_leaves_the_alignment_loss_and_its_gradient_finite(setup):
-    """F-PHAB's layout: no left hand anywhere, so its rest skeleton is NaN and its slots carry the mask token."""
+    """F-PHAB's layout: no left hand anywhere, so its rest skeleton is NaN, its slots carry the mask token, and the
+    statistics hold a zero mean for it (a degenerate rotation where its features are zero)."""
     loaded, clips, vocab, model, tokenizer, base, maker = setup
+    mean = list(loaded.stats.mean)
+    mean[:99] = [0.0] * 99
+    loaded = replace(loaded, stats=loaded.stats.model_copy(update={"mean": mean}))
     right_only = []
     for clip in clips[:4]:
         rest, mask, step_valid = clip.rest.copy(), clip.mask.copy(), clip.step_valid.copy()
-        rest[0], mask[:, 0], step_valid[:, 0] = np.nan, False, False
-        right_only.append(replace(clip, rest=rest, mask=mask, step_valid=step_valid))
+        features = clip.features.copy()
+        rest[0], mask[:, 0], step_valid[:, 0], features[:, :99] = np.nan, False, False, 0.0
+        right_only.append(replace(clip, rest=rest, mask=mask, step_valid=step_valid, features=features))
     batch = maker.batch(right_only, "supervised", ["t2m"] * 4, np.random.default_rng(0))
     model.zero_grad()
     out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels)
