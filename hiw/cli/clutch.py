@@ -47,7 +47,7 @@ DataOpt = Annotated[
 
 
 def OutOpt(table: str, default: str):  # noqa: N802  (an option type, like the others)
-    help = f"a .parquet file, or a root that gains {table}/part-clutch.parquet [default: PHASE/{default}]"
+    help = f"a .parquet file, or a root that gains a {table}/ part [default: PHASE/{default}]"
     return Annotated[Path | None, typer.Option("--out", help=help)]
 
 

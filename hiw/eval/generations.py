@@ -29,7 +29,7 @@ from hiw.eval.text import TextProcessor
 from hiw.motion.features import param_columns
 from hiw.schemas import CaptionGenerationRecord, GenerationRecord, arrow_schema
 from hiw.schemas.ids import stable_hash
-from hiw.storage import write_derived
+from hiw.storage import write_derived, write_records
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,10 @@ def caption_records(
 
 
 def write_generations(out: Path, table: str, generator: str, records: list) -> Path:
-    """``out/<table>/part-<generator>.parquet`` (replacing that generator's earlier file)."""
+    """``out`` itself where it ends in .parquet, else ``out/<table>/part-<generator hash>.parquet`` (replacing that
+    generator's earlier file)."""
+    if out.suffix == ".parquet":
+        return write_records(out, table, records)
     return write_derived(out, table, f"part-{stable_hash(generator, length=12)}", records)
 
 

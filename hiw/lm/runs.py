@@ -22,7 +22,7 @@ import numpy as np
 from hiw import __version__
 from hiw.data.sources import DataSource
 from hiw.errors import ConfigError
-from hiw.eval.generations import caption_records, motion_records
+from hiw.eval.generations import caption_records, motion_records, write_generations
 from hiw.lm.checkpoint import TOKENIZER_DIR, cached_lm, tokenizer_digest
 from hiw.lm.data import load_lm_set, sample_caption
 from hiw.lm.generate import generate_captions, generate_motion
@@ -36,7 +36,6 @@ from hiw.models import loop
 from hiw.models.checkpoints import CHECKPOINTS, LATEST, METRICS_FILE, load_state, resolve
 from hiw.models.loop_settings import check_settings, pick_device
 from hiw.models.shift_checkpoint import cached_tokenizer
-from hiw.storage import write_derived, write_records
 
 RUN_FILE = "run.json"
 BASE_DIR = "base"
@@ -192,12 +191,7 @@ class GenerateResult:
     lineage: dict[str, Any] = field(default_factory=dict)
 
 
-def _write(out: Path, table: str, records: list) -> Path:
-    """``out`` ending in .parquet is the file; anything else a root that gains ``<table>/part-clutch.parquet``."""
-    return write_records(out, table, records) if out.suffix == ".parquet" else write_derived(out, table, "part-clutch", records)
-
-
-def _prompts(lm, source: DataSource | None, split: str, seed: int):
+def _prompts(lm, source: DataSource | None, split: str):
     source = source or DataSource(**lm.state["data"]["source"])
     clips = load_lm_set(source, split, lm.shift)
     if not clips.clips:
@@ -224,7 +218,7 @@ def generate_run(
     if texts:
         prompts = [(None, t) for t in texts]
     else:
-        source, clips = _prompts(lm, source, split or "test", seed)
+        source, clips = _prompts(lm, source, split or "test")
         rng = np.random.default_rng([seed, 3])
         prompts = [(c.clip_id, sample_caption(c.captions, rng)) for c in clips.clips]
     say = progress or (lambda _: None)
@@ -239,7 +233,7 @@ def generate_run(
         for sample, motion in enumerate(made)
         if motion is not None
     ]
-    path = _write(out, "generations", motion_records("clutch", lineage, items))
+    path = write_generations(out, "generations", "clutch", motion_records("clutch", lineage, items))
     return GenerateResult(path, len(items), len(prompts), counts, lineage)
 
 
@@ -253,7 +247,7 @@ def caption_run(
 ) -> GenerateResult:
     """A caption of every clip of ``split`` (or of one ``clip``), written as the generated_captions table."""
     lm = cached_lm(run, pick_device("auto"))
-    source, clips = _prompts(lm, source, split, 0)
+    source, clips = _prompts(lm, source, split)
     chosen = [c for c in clips.clips if clip is None or c.clip_id == clip]
     if not chosen:
         raise ConfigError(f"no clip {clip} in the {split} split of {source.describe()}")
@@ -263,5 +257,5 @@ def caption_run(
     captions = generate_captions(lm, chosen, counts)
     lineage = {"generator": "clutch", "lm": lm.lineage(), "split": split}
     items = [(c.clip_id, text, 0) for c, text in zip(chosen, captions) if text]
-    path = _write(out, "generated_captions", caption_records("clutch", lineage, items))
+    path = write_generations(out, "generated_captions", "clutch", caption_records("clutch", lineage, items))
     return GenerateResult(path, len(items), len(chosen), counts, lineage)
