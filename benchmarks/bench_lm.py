@@ -51,9 +51,9 @@ def report(evaluator: Path, task: str, generator: str = "clutch") -> dict:
 
 
 class Dataset:
-    def __init__(self, name: str, data: list[str], args: argparse.Namespace, pools: list[str], t2m: list[str]):
+    def __init__(self, name: str, data: list[str], args: argparse.Namespace, pools: list[str], t2m: list[str], work: Path):
         self.name, self.data, self.args, self.pools, self.t2m = name, data, args, pools, t2m  # scoring options
-        self.work = WORK / name
+        self.work = work / name
         self.shift, self.evaluator = self.work / "shift", self.work / "evaluator"
         self.rows: dict[str, tuple[dict, dict]] = {}  # label -> (t2m report, m2t report)
         self.seconds: dict[str, float] = {}
@@ -165,12 +165,12 @@ class Dataset:
         )
 
 
-def throughput(shift: Path, data: list[str], presets: list[str], steps: int) -> None:
+def throughput(shift: Path, data: list[str], presets: list[str], steps: int, work: Path) -> None:
     """clips/s and peak RSS of ``steps`` pretraining steps (batch 8) per preset, each in its own subprocess."""
     print("\n## training throughput on this CPU (pretrain, batch 8, one subprocess each)")
     print("preset | parameters | clips/s | wall (s) | peak RSS (MB)\n---|---:|---:|---:|---:")
     for preset in presets:
-        run = WORK / f"throughput-{preset}"
+        run = work / f"throughput-{preset}"
         shutil.rmtree(run, ignore_errors=True)
         args = ["clutch", "train", "--stage", "pretrain", "--preset", preset, "--shift", str(shift), *data]
         result, wall, peak = hiw(*args, "--steps", str(steps), "--batch", "8", "--val-every", "0", "--run", str(run))
@@ -211,20 +211,21 @@ def main() -> None:
         args.clips, args.shift_steps, args.eval_steps, args.pretrain, args.align, args.instruct = 200, 20, 10, 60, 4, 4
         args.batch, args.throughput_steps, args.datasets = 8, 2, "procedural"
         pools, t2m = ["--pool", "8", "--replications", "2"], ["--diversity-pairs", "10", "--kid-subset-size", "8"]
+    work = WORK / "smoke" if args.smoke else WORK  # a smoke run (the test suite's) never overwrites a real one's runs
     names, datasets = args.datasets.split(","), []
     if "procedural" in names:
-        datasets.append(Dataset("procedural", ["--data", "procedural", "--clips", str(args.clips)], args, pools, t2m))
+        datasets.append(Dataset("procedural", ["--data", "procedural", "--clips", str(args.clips)], args, pools, t2m, work))
     if "fphab" in names and not FPHAB.exists():
         print(f"F-PHAB skipped: {FPHAB} missing (see ../shared/fixtures/FIXTURES.md)")
     elif "fphab" in names:  # ~76 test clips: Diversity over 64 pairs (bench_eval's setting)
-        datasets.append(Dataset("fphab", ["--data", str(fphab_dataset(1))], args, pools, ["--diversity-pairs", "64"]))
-    WORK.mkdir(parents=True, exist_ok=True)
+        datasets.append(Dataset("fphab", ["--data", str(fphab_dataset(1))], args, pools, ["--diversity-pairs", "64"], work))
+    work.mkdir(parents=True, exist_ok=True)
     for dataset in datasets:
         dataset.run()
         dataset.print()
     first = datasets[0]
     if args.throughput_steps:
-        throughput(first.shift, first.data, ["tiny"] if args.smoke else ["tiny", "base"], args.throughput_steps)
+        throughput(first.shift, first.data, ["tiny"] if args.smoke else ["tiny", "base"], args.throughput_steps, work)
     if args.smoke:
         print("base-shaped throughput not run in --smoke (a 250M-parameter model)")
 

@@ -45,7 +45,9 @@ class BuildConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     videos: str | None = setting(
-        None, None, description="folder (searched recursively) or glob of input videos (track files with --tracker precomputed)"
+        None,
+        None,
+        description="folder (searched recursively), glob or JSON index of inputs (track files for --tracker precomputed)",
     )
     manifest: Path | None = setting(
         None, None, description="CSV with columns video[,start_s,end_s,text] (Ego4D-style narrations)"
@@ -62,7 +64,7 @@ class BuildConfig(BaseModel):
     )
     track_width: int = setting("observe", 640, ge=64, description="frames are decoded at this width for tracking")
     tracker: Literal["mediapipe", "precomputed"] = setting(
-        "observe", "mediapipe", description="hand tracker backend; precomputed reads F-PHAB .txt or HaWoR-style .npz tracks"
+        "observe", "mediapipe", description="hand tracker; precomputed reads track files (F-PHAB .txt, HaWoR .npz, CLUTCH .npy)"
     )
     model_complexity: Literal[0, 1] = setting("observe", 1, description="mediapipe Hands model complexity")
     min_detection_confidence: float = setting("observe", 0.5, ge=0, le=1, description="mediapipe palm detection threshold")

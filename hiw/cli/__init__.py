@@ -312,7 +312,9 @@ def gc(
 @app.command()
 def export(
     out: Annotated[Path, typer.Option("--out", help="folder to write the export into")],
-    fmt: Annotated[str, typer.Option("--format", help="clutch|humanml3d")] = "clutch",
+    fmt: Annotated[
+        str, typer.Option("--format", help="clutch (the CLUTCH authors' loader reads it), humanml3d, npy (hiw's, with masks)")
+    ] = "clutch",
     root: Root = Path("hiw-out"),
     version: Version = None,
     where: Annotated[
@@ -326,6 +328,10 @@ def export(
     balance: Annotated[bool, typer.Option("--balance", help="split each activity cluster 80/10/10 on its own")] = False,
     fractions: Annotated[str, typer.Option("--fractions", help="train,val,test shares of clips")] = "0.8,0.1,0.1",
     seed: Annotated[int, typer.Option("--seed", help="seed of the split order")] = 0,
+    tokens: Annotated[
+        Path | None,
+        typer.Option("--tokens", help="clutch: also write the authors' token files from this SHIFT run folder or checkpoint"),
+    ] = None,
 ) -> None:
     """Write a dataset version in a trainer's layout, split by source video."""
     from hiw.data.splits import dataset_splits
@@ -337,16 +343,21 @@ def export(
     except ValueError:
         fail(ConfigError(f"--fractions must be three numbers like 0.8,0.1,0.1 (got {fractions!r})"), EXIT_USAGE)
     try:
-        if fmt not in ("clutch", "humanml3d"):
-            raise ConfigError(f"--format must be clutch or humanml3d (got {fmt!r})")
+        from hiw.export import FORMATS, exporter
+
+        if fmt not in FORMATS:
+            raise ConfigError(f"--format must be one of {', '.join(FORMATS)} (got {fmt!r})")
+        if tokens is not None and fmt != "clutch":
+            raise ConfigError("--tokens goes with --format clutch (the authors' token files)")
+        if tokens is not None and not tokens.exists():
+            raise ConfigError(f"--tokens {tokens} does not exist (a SHIFT run folder or checkpoint: hiw shift train)")
         listed = read_clip_ids(clips) if clips is not None else None
         with open_catalog(root, version) as con:  # sandboxed: --where reads the dataset's tables only
             splits = dataset_splits(con, shares, seed, balance, where, clip_ids=listed)
-            from hiw.export import export_clutch, export_humanml3d  # torch: seconds, so after --where was checked
-
             name = resolve_version(root.resolve(), version)
-            exporter = {"clutch": export_clutch, "humanml3d": export_humanml3d}[fmt]
-            summary = exporter(con, out, splits=splits, progress=_progress_line(f"export {fmt}"), dataset_version=name)
+            options = {"tokens": tokens} if tokens is not None else {}
+            progress = _progress_line(f"export {fmt}")
+            summary = exporter(fmt)(con, out, splits=splits, progress=progress, dataset_version=name, **options)
     except ConfigError as err:
         fail(err, EXIT_USAGE)
     counts = ", ".join(f"{k} {v}" for k, v in summary.splits.items())

@@ -6,6 +6,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+# How a model draws a clip's caption (PAPER.md section 4): closed_vocab or pcot_summary, 50/50 where a clip has both,
+# else narration, else kinematic, else any other kind.
+PREFERRED = ("closed_vocab", "pcot_summary")
+FALLBACK = ("narration", "kinematic")
+
 
 def captions_by_kind(root: Path, clip_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
     """Each clip's QA-passed (kind, text) pairs in a stable order (kind, then caption id)."""

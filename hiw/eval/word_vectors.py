@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import pickle
 import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from hiw.errors import ConfigError
+from hiw.pickles import unpickle
 from hiw.schemas.ids import stable_hash
 
 SPECIALS = ("sos", "eos", "unk")
@@ -138,13 +138,6 @@ class GloveVectors(WordVectors):
         return len(self._rows)
 
 
-class _PlainUnpickler(pickle.Unpickler):
-    """Loads only what needs no global (list, dict, str, int, float...): a class lookup is how a pickle runs code."""
-
-    def find_class(self, module: str, name: str):
-        raise pickle.UnpicklingError(f"refused to load {module}.{name} (only plain lists, dicts, strings and ints)")
-
-
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
@@ -160,7 +153,7 @@ def _read(path: Path) -> bytes:
 
 def _unpickle(path: Path, data: bytes) -> object:
     try:
-        return _PlainUnpickler(io.BytesIO(data)).load()
+        return unpickle(data)  # plain lists, dicts, strings and numbers only
     except Exception as err:  # untrusted bytes: any failure means the file is unusable
         raise ConfigError(f"{path}: not a plain pickle: {_one_line(err)}") from None
 

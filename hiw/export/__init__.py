@@ -1,8 +1,17 @@
-"""Trainer exports of a built dataset: the CLUTCH layout and the HumanML3D layout, both in the paper's 198-number
-motion features, split by source video."""
+"""Trainer exports of a built dataset, in the paper's 198-number motion features, split by source video: the CLUTCH
+authors' layout (their loader reads it unchanged), the HumanML3D layout, and hiw's own npy layout with hand masks.
 
-from hiw.export.clutch import export_clutch
-from hiw.export.common import ExportSummary
-from hiw.export.humanml3d import export_humanml3d
+Each format is a module ``hiw.export.<name>`` with a function ``export_<name>``; this package imports none of them
+(they load torch), so the CLI checks a format name in milliseconds."""
 
-__all__ = ["ExportSummary", "export_clutch", "export_humanml3d"]
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+FORMATS = ("clutch", "humanml3d", "npy")
+
+
+def exporter(name: str) -> Callable:
+    """``export_<name>`` of the format's module."""
+    return getattr(importlib.import_module(f"hiw.export.{name}"), f"export_{name}")

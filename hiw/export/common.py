@@ -61,6 +61,7 @@ class ExportSummary(BaseModel):
 
 @dataclass
 class Caption:
+    kind: str
     text: str
     verbs: list[str]
     objects: list[str]
@@ -73,6 +74,7 @@ class ExportRun:
     folder: Path
     fmt: str
     membership: dict[str, str]  # clip_id -> split, for every selected clip
+    videos: dict[str, str]  # clip_id -> video_id, for every selected clip
     captions: dict[str, list[Caption]]
     fps: float
     kept: dict[str, str] = field(default_factory=dict)  # exported clip_id -> split
@@ -93,17 +95,17 @@ def clean_text(text: str) -> str:
 def clip_captions(con: duckdb.DuckDBPyConnection, clip_ids: list[str]) -> dict[str, list[Caption]]:
     """Each clip's captions, best kind first (then by caption_id), QA failures left out, duplicate texts once."""
     rows = con.sql(
-        f"""SELECT clip_id, text, verbs, objects FROM captions
+        f"""SELECT clip_id, kind, text, verbs, objects FROM captions
             WHERE clip_id IN (SELECT unnest($ids)) AND coalesce(qa_passed, true)
             ORDER BY clip_id, {CAPTION_PRIORITY}, caption_id""",
         params={"ids": clip_ids},
     ).fetchall()
     out: dict[str, list[Caption]] = {}
-    for clip_id, text, verbs, objects in rows:
+    for clip_id, kind, text, verbs, objects in rows:
         text = clean_text(text)
         known = out.setdefault(clip_id, [])
         if text and all(c.text != text for c in known):
-            known.append(Caption(text, list(verbs or []), list(objects or [])))
+            known.append(Caption(kind, text, list(verbs or []), list(objects or [])))
     return out
 
 
@@ -131,6 +133,14 @@ class ExportFormat:
     def features_path(self, folder: Path, clip_id: str) -> Path:
         raise NotImplementedError
 
+    def read_features(self, folder: Path, clip_id: str) -> np.ndarray:
+        """A written clip's (T, 198) features, read back for the train statistics."""
+        return np.load(self.features_path(folder, clip_id))
+
+    def check_splits(self, counts: dict[str, int]) -> None:
+        """Refuse (ConfigError) clips per split that this layout's loader cannot take; called on the selection
+        before anything is written, and on the clips kept before the export is published."""
+
     def write_clip(self, run: ExportRun, seq: MotionSequence, split: str) -> None:
         raise NotImplementedError
 
@@ -143,24 +153,30 @@ def run_export(
     con: duckdb.DuckDBPyConnection,
     out: Path,
     fmt: ExportFormat,
+    *,
     splits: pa.Table | None = None,
     progress: Progress | None = None,
     dataset_version: str | None = None,
     min_frames: int = 1,
     batch_rows: int = 64,
 ) -> ExportSummary:
-    """Select clips, stream and screen their motion, let ``fmt`` write each clip, compute train-only statistics
-    from the written feature files, let ``fmt`` write its index files, then ``meta.json``, then publish."""
+    """Write the accepted clips of ``splits`` (default: ``dataset_splits(con)``) in layout ``fmt`` at ``out``: select
+    clips, stream and screen their motion, let ``fmt`` write each clip, compute train-only statistics from the written
+    files, let ``fmt`` write its index files, then ``meta.json``, then publish. Each format module's ``export_<name>``
+    calls this with its format and passes these keywords on."""
     out = check_target(out, fmt.name)
     membership = check_splits_table(dataset_splits(con) if splits is None else splits)
     if not membership:
         raise ConfigError("nothing to export: the splits select no clip")
+    fmt.check_splits({s: sum(1 for v in membership.values() if v == s) for s in SPLITS})
     ids = sorted(membership)
     fps_sql = "SELECT DISTINCT fps FROM motion WHERE clip_id IN (SELECT unnest($ids))"
     fps_values = sorted(r[0] for r in con.sql(fps_sql, params={"ids": ids}).fetchall())
     if len(fps_values) > 1:
         raise ConfigError(f"motion rows have several frame rates {fps_values}; a trainer needs one")
-    run = ExportRun(Path(), fmt.name, membership, clip_captions(con, ids), float(fps_values[0]) if fps_values else 0.0)
+    videos_sql = "SELECT clip_id, video_id FROM clips WHERE clip_id IN (SELECT unnest($ids))"
+    videos = dict(con.sql(videos_sql, params={"ids": ids}).fetchall())
+    run = ExportRun(Path(), fmt.name, membership, videos, clip_captions(con, ids), float(fps_values[0]) if fps_values else 0.0)
     out.parent.mkdir(parents=True, exist_ok=True)
     run.folder = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:12]}"
     run.folder.mkdir()
@@ -175,6 +191,10 @@ def run_export(
             run.skipped["no_motion"] += len(ids) - seen
         if not run.kept:
             raise ConfigError(f"nothing to export: every selected clip was skipped ({_reasons(run.skipped)})")
+        try:
+            fmt.check_splits({s: len(run.ids(s)) for s in SPLITS})
+        except ConfigError as err:
+            raise ConfigError(f"{err} (after skipping {_reasons(run.skipped)})") from None
         run.stats = compute_stats(_SavedTrain(run, fmt), dataset_version or "unversioned")
         _write_meta(run, dataset_version, fmt.finish(run))
         _publish(run.folder, out)
@@ -224,7 +244,7 @@ class _SavedTrain(Sequence[MotionSequence]):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         clip_id = self._ids[i]
-        features = np.load(self._fmt.features_path(self._run.folder, clip_id))
+        features = self._fmt.read_features(self._run.folder, clip_id)
         empty = np.zeros(3, np.float32)
         return MotionSequence(clip_id, features, self._run.train_masks[clip_id], np.zeros((2, 21, 3), np.float32), empty)
 

@@ -18,12 +18,11 @@ from typing import Any
 
 import duckdb
 import numpy as np
-import pyarrow as pa
 
 from hiw.annotators.pos import Tagger, kept_words, make_tagger
 from hiw.data.sequences import MotionSequence
 from hiw.data.splits import SPLITS
-from hiw.export.common import ExportFormat, ExportRun, ExportSummary, Progress, run_export, save_npy, stats_arrays
+from hiw.export.common import ExportFormat, ExportRun, ExportSummary, run_export, save_npy, stats_arrays
 
 
 def text_lines(tagger: Tagger, captions: list[str]) -> list[str]:
@@ -63,14 +62,6 @@ def _write_ids(path: Path, ids: list[str]) -> None:
     path.write_text("".join(f"{i}\n" for i in ids))
 
 
-def export_humanml3d(
-    con: duckdb.DuckDBPyConnection,
-    out: Path,
-    *,
-    splits: pa.Table | None = None,
-    progress: Progress | None = None,
-    dataset_version: str | None = None,
-    min_frames: int = 1,
-) -> ExportSummary:
-    """Write the accepted clips of ``splits`` (default: ``dataset_splits(con)``) in the HumanML3D layout at ``out``."""
-    return run_export(con, out, HumanML3DFormat(make_tagger()), splits, progress, dataset_version, min_frames)
+def export_humanml3d(con: duckdb.DuckDBPyConnection, out: Path, **options: Any) -> ExportSummary:
+    """The HumanML3D layout at ``out`` (``run_export``'s keywords: splits, progress, dataset_version, min_frames)."""
+    return run_export(con, out, HumanML3DFormat(make_tagger()), **options)

@@ -47,7 +47,8 @@ class Source(Protocol):
 
 class TrackFiles:
     name = "precomputed"
-    suffixes = frozenset({".txt", ".npz"})  # F-PHAB skeleton.txt; HaWoR-style .npz (hiw.trackers.precomputed)
+    # F-PHAB skeleton.txt; HaWoR-style .npz; the CLUTCH authors' pickled .npy (hiw.trackers.precomputed)
+    suffixes = frozenset({".txt", ".npz", ".npy"})
     has_pixels = False
 
     def tracker_version(self, cfg: BuildConfig) -> str:

@@ -17,16 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from hiw.data.captions import captions_by_kind
+from hiw.data.captions import FALLBACK, PREFERRED, captions_by_kind
 from hiw.data.counts import kept_and_skipped
 from hiw.data.sequences import screen
 from hiw.data.sources import DataSource
 from hiw.data.windows import WINDOW, crop
 from hiw.models import codec
 from hiw.models.shift_checkpoint import LoadedTokenizer
-
-PREFERRED = ("closed_vocab", "pcot_summary")  # drawn 50/50 where a clip has both
-FALLBACK = ("narration", "kinematic")  # in this order, where it has neither
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from smplx.vertex_ids import vertex_ids
 
 from hiw.errors import ConfigError
 from hiw.motion.hand_model import FINGERS_MANO, N_JOINTS, N_KEYPOINTS, PARENTS, PARENTS21
+from hiw.pickles import NUMPY
 
 MANO_ENV = "MANO_DIR"
 N_VERTICES = 778
@@ -69,14 +70,29 @@ class _ChumpyStandIn:
         return self.state.get("x") if isinstance(self.state, dict) else None
 
 
+_PLAIN_TYPES = ("set", "frozenset", "object", "bytes", "bytearray", "list", "dict", "tuple", "int", "float", "str", "bool")
+# What else the official (Python 2, protocol 2) files name: numpy arrays, plain types, latin-1 bytes. Python 2 module names
+# come as written (find_class is overridden, so pickle's own renaming happens only in super().find_class).
+_MANO_GLOBALS = (
+    NUMPY
+    | {(module, name) for module in ("__builtin__", "builtins") for name in _PLAIN_TYPES}
+    | {("_codecs", "encode"), ("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor")}
+)
+
+
 class _ManoUnpickler(pickle.Unpickler):
+    """Admits chumpy (as stand-ins), scipy's sparse matrices and ``_MANO_GLOBALS``: a MANO file is a download from
+    outside, and any other global is how a pickle would run code."""
+
     def find_class(self, module: str, name: str) -> Any:
         if module == "chumpy" or module.startswith("chumpy."):
             return type(name, (_ChumpyStandIn,), {"chumpy_class": f"{module}.{name}"})
-        if module.startswith("scipy.sparse."):
+        if module.startswith("scipy.sparse.") and name.endswith(("_matrix", "_array")):
             # Old files name private modules (scipy.sparse.csc) that newer scipy deprecates or drops.
             return getattr(scipy.sparse, name)
-        return super().find_class(module, name)
+        if (module, name) in _MANO_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused to load {module}.{name} (not something a MANO model file holds)")
 
 
 def _plain(value: Any) -> Any:

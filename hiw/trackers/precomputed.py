@@ -10,13 +10,18 @@ Two formats, chosen by suffix:
   left hand, or per-hand keys ``left_transl``, ``left_global_orient``, ``left_hand_pose``,
   ``left_betas``, ``left_valid`` (and ``right_*``). Instead of parameters a hand may give
   ``{side}_keypoints_3d`` (T, 21, 3), metres, OpenPose order: those are fitted. Optional ``fps``.
+- ``.npy``, the CLUTCH authors' reconstruction files (CLUTCH_CODE.md 1.3, what ``hiw export --format clutch``
+  writes): a pickled dict of torch tensors in HaWoR's keys (``pred_hand_pose`` may be (2, T, 15, 3)), 30 fps.
+  As their loader does, the first and last frame are dropped (CLUTCH_CODE.md 1.4): what is built from an hiw
+  export is then hiw's frames exactly.
+  The pickle is read by ``hiw.pickles.load_npy``, which admits tensors, arrays and plain containers only: a file
+  that names anything else is a ``bad_tracks`` reject, and nothing in it runs.
 The "video" of such a source is the file itself: its id is the hash of its bytes.
 """
 
 from __future__ import annotations
 
 import functools
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +31,13 @@ import torch
 from hiw.errors import StageError
 from hiw.motion.hand_model import from_mano21, to_mano21
 from hiw.motion.temporal import ParamSequence
+from hiw.pickles import load_npy
 from hiw.schemas import HANDS, ClipSpec, HandTrack, VideoSource
 from hiw.schemas.ids import video_id
 from hiw.trackers.base import ClipTracks
 
-FPHAB_FPS = 30.0
+FPHAB_FPS = 30.0  # also the rate of parameter files that do not give one (the authors' raw rate, CLUTCH_CODE.md 1.4)
+PARAM_SUFFIXES = (".npz", ".npy")
 VERSION = "precomputed-v1"
 HAWOR_KEYS = {
     "transl": "pred_trans",
@@ -84,13 +91,36 @@ def _check_shapes(path: Path, hands: dict[str, dict[str, np.ndarray]]) -> None:
                 raise StageError("bad_tracks", f"{path}: {side} {key} has shape {a.shape} and dtype {a.dtype}")
 
 
-def read_npz(path: Path) -> dict:
+def _arrays(path: Path) -> dict[str, np.ndarray]:
+    """The file's named arrays: an .npz's members, or the entries of a pickled dict of tensors (.npy)."""
     try:
+        if path.suffix == ".npy":
+            data = load_npy(path)
+            if not isinstance(data, dict):
+                raise ValueError(f"it holds a {type(data).__name__}, not a dict of arrays")
+            return _inner_frames({str(k): np.asarray(v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in data.items()})
         with np.load(path, allow_pickle=False) as f:
-            data = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            return {k: f[k] for k in f.files}
+    except Exception as err:  # untrusted bytes: whatever fails to parse is a bad file, not a crash
         reason = "empty_tracks" if path.stat().st_size == 0 else "bad_tracks"
-        raise StageError(reason, f"{path}: not a readable .npz ({type(err).__name__}: {err})") from None
+        raise StageError(reason, f"{path}: not a readable {path.suffix} ({type(err).__name__}: {err})") from None
+
+
+def _inner_frames(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The authors' files without their first and last frame, as their loader reads them (per-frame arrays only)."""
+    trans = arrays.get(HAWOR_KEYS["transl"])
+    if trans is None or trans.ndim < 2:
+        return arrays  # not their layout: the checks that follow say what is wrong
+    t = trans.shape[1]
+    hawor = set(HAWOR_KEYS.values())
+    betas = HAWOR_KEYS["betas"]  # (2, 10) or per frame (2, T, 10)
+    per_frame = {k for k, a in arrays.items() if k in hawor and a.ndim >= (3 if k == betas else 2) and a.shape[1] == t}
+    return {k: a[:, 1:-1] if k in per_frame else a for k, a in arrays.items()}
+
+
+def read_params(path: Path) -> dict:
+    """A parameter file (.npz or .npy) checked and split per hand: ``hands``, ``n`` frames, ``fps``, ``frame``."""
+    data = _arrays(path)
     hawor = [theirs for theirs in HAWOR_KEYS.values() if theirs in data]
     if HAWOR_KEYS["transl"] in data and any(data[k].ndim < 1 or len(data[k]) != len(HANDS) for k in hawor):
         raise StageError("bad_tracks", f"{path}: HaWoR arrays need a leading axis of {len(HANDS)} hands (left, right)")
@@ -114,9 +144,9 @@ def read_npz(path: Path) -> dict:
 
 
 def probe_tracks(path: Path) -> VideoSource:
-    if path.suffix == ".npz":
-        info = read_npz(path)
-        n, fps, codec = info["n"], info["fps"], "hawor-npz"
+    if path.suffix in PARAM_SUFFIXES:
+        info = read_params(path)
+        n, fps, codec = info["n"], info["fps"], f"hawor-{path.suffix[1:]}"
     else:
         n, fps, codec = len(read_fphab(path)), FPHAB_FPS, "fphab-txt"
     return VideoSource(
@@ -156,7 +186,7 @@ def load_tracks(clip: ClipSpec) -> ClipTracks:
     """The clip's span of a precomputed track file."""
     path = Path(clip.source_path)
     span = slice(clip.start_frame, clip.end_frame)
-    if path.suffix != ".npz":
+    if path.suffix not in PARAM_SUFFIXES:
         kp = _read_once(path, read_fphab)[span].copy()
         n = len(kp)
         hands = {
@@ -164,7 +194,7 @@ def load_tracks(clip: ClipSpec) -> ClipTracks:
             "left": _without_keypoints("left", np.zeros(n, bool)),
         }
         return ClipTracks(fps=clip.source_fps, hands=hands, coordinate_frame="world")
-    info = _read_once(path, read_npz)
+    info = _read_once(path, read_params)
     n = len(range(info["n"])[span])
     hands, params, betas = {}, {}, {}
     for side in HANDS:

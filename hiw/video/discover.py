@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import glob
 import io
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,8 +106,10 @@ def _require_input(videos: str | None, manifest: Path | None) -> None:
 
 
 def _expand(videos: str, suffixes: set[str]) -> list[Path]:
-    """A folder (searched recursively for files with ``suffixes``), a glob, or one file."""
+    """A folder (searched recursively for files with ``suffixes``), a glob, a JSON index, or one file."""
     root = Path(videos).expanduser()
+    if root.suffix.lower() == ".json" and root.is_file():
+        return read_index(root, suffixes)
     if root.is_dir():
         return sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes)
     if glob.has_magic(videos):
@@ -117,6 +120,30 @@ def _expand(videos: str, suffixes: set[str]) -> list[Path]:
     if root.exists() or root.is_symlink():
         return [root]
     raise ConfigError(f"input folder or file does not exist: {videos}")
+
+
+def read_index(index: Path, suffixes: set[str]) -> list[Path]:
+    """The inputs a JSON index names: a list, or a dict of lists (the CLUTCH authors' split file, CLUTCH_CODE.md
+    1.2). An entry is a path (a file, or a folder whose files with ``suffixes`` are taken) or an object whose
+    ``hawor_recon_file`` is one. Relative paths resolve against the index's folder."""
+    try:
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ConfigError(f"index {index} is not a readable JSON file ({type(err).__name__}: {err})") from None
+    groups = list(data.values()) if isinstance(data, dict) else [data]
+    if not all(isinstance(g, list) for g in groups):
+        raise ConfigError(f"index {index} must be a list of inputs, or an object of such lists (one per split)")
+    paths = []
+    for entry in (e for g in groups for e in g):
+        named = entry.get("hawor_recon_file") if isinstance(entry, dict) else entry
+        if not isinstance(named, str) or not named:
+            raise ConfigError(f"index {index}: entry {excerpt(json.dumps(entry))} names no path")
+        path = Path(named).expanduser()
+        path = path if path.is_absolute() else index.parent / path
+        paths += sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes) if path.is_dir() else [path]
+    if not paths:
+        raise ConfigError(f"index {index} names no input")
+    return paths
 
 
 def _unreadable_reason(path: Path) -> str | None:

@@ -1,4 +1,4 @@
-"""Trainer exports of a real built dataset: the CLUTCH layout, the HumanML3D layout read the way its loaders do,
+"""Trainer exports of a real built dataset: hiw's npy layout, the HumanML3D layout read the way its loaders do,
 statistics from the train split only, and a folder that is published whole or not at all."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from hiw.data.sequences import dataset_sequences
 from hiw.data.splits import SPLITS, dataset_splits
 from hiw.data.stats import STD_FLOOR
 from hiw.errors import ConfigError
-from hiw.export import export_clutch, export_humanml3d
-from hiw.export.humanml3d import text_lines
+from hiw.export.humanml3d import export_humanml3d, text_lines
+from hiw.export.npy import export_npy
 from hiw.flows.build import build_plain
 from hiw.motion.features import FEATURES, HAND_FEATURES
 from hiw.storage import load_manifest, open_catalog
@@ -61,14 +61,12 @@ def exports(dataset, tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("exports")
     calls = []
     with open_catalog(dataset) as con:
-        clutch = export_clutch(
-            con, base / "clutch", dataset_version="v-test", progress=lambda done, total: calls.append((done, total))
-        )
+        npy = export_npy(con, base / "npy", dataset_version="v-test", progress=lambda done, total: calls.append((done, total)))
         humanml = export_humanml3d(con, base / "humanml3d")
-    assert clutch.format == "clutch" and humanml.format == "humanml3d"
-    assert clutch.sequences == humanml.sequences == sum(clutch.splits.values()) > 10 and clutch.fps == 15.0
-    assert clutch.skipped == {} and calls[-1] == (clutch.sequences, clutch.sequences)
-    return {"clutch": base / "clutch", "humanml3d": base / "humanml3d", "base": base}
+    assert npy.format == "npy" and humanml.format == "humanml3d"
+    assert npy.sequences == humanml.sequences == sum(npy.splits.values()) > 10 and npy.fps == 15.0
+    assert npy.skipped == {} and calls[-1] == (npy.sequences, npy.sequences)
+    return {"npy": base / "npy", "humanml3d": base / "humanml3d", "base": base}
 
 
 def _clip_videos(dataset: Path) -> dict[str, str]:
@@ -87,8 +85,8 @@ def _train_stats(features: list[np.ndarray], masks: list[np.ndarray]) -> tuple[n
     return mean, np.maximum(std, STD_FLOOR)
 
 
-def test_clutch_export_holds_the_paper_features_split_by_video(dataset, exports):
-    out = exports["clutch"]
+def test_npy_export_holds_the_paper_features_split_by_video(dataset, exports):
+    out = exports["npy"]
     splits = json.loads((out / "splits.json").read_text())
     captions = json.loads((out / "captions.json").read_text())
     meta = json.loads((out / "meta.json").read_text())
@@ -130,16 +128,14 @@ def test_clutch_export_holds_the_paper_features_split_by_video(dataset, exports)
 def test_humanml3d_export_loads_like_humanml3d(exports):
     out = exports["humanml3d"]
     mean, std = np.load(out / "Mean.npy"), np.load(out / "Std.npy")
-    assert np.array_equal(mean, np.load(exports["clutch"] / "mean.npy")) and np.array_equal(
-        std, np.load(exports["clutch"] / "std.npy")
-    )
+    assert np.array_equal(mean, np.load(exports["npy"] / "mean.npy")) and np.array_equal(std, np.load(exports["npy"] / "std.npy"))
     all_ids = (out / "all.txt").read_text().split()
     seen = []
     for split in SPLITS:  # what a HumanML3D Text2MotionDataset does: ids from the split file, a vec and a text file each
         for name in (out / f"{split}.txt").read_text().splitlines():
             seen.append(name)
             motion = np.load(out / "new_joint_vecs" / f"{name}.npy")
-            assert motion.shape[1] == 198 and np.array_equal(motion, np.load(exports["clutch"] / "motions" / f"{name}.npy"))
+            assert motion.shape[1] == 198 and np.array_equal(motion, np.load(exports["npy"] / "motions" / f"{name}.npy"))
             assert np.isfinite((motion - mean) / std).all()
             lines = (out / "texts" / f"{name}.txt").read_text().splitlines()
             assert lines
@@ -166,12 +162,12 @@ def test_export_refuses_a_foreign_folder_and_replaces_its_own(dataset, exports, 
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
     with open_catalog(dataset) as con:
-        with pytest.raises(ConfigError, match="refusing to write a clutch export into non-empty"):
-            export_clutch(con, foreign)
+        with pytest.raises(ConfigError, match="refusing to write a npy export into non-empty"):
+            export_npy(con, foreign)
         with pytest.raises(ConfigError, match="a humanml3d export"):
-            export_clutch(con, exports["humanml3d"])
-        target = tmp_path / "clutch"
-        export_clutch(con, target)
+            export_npy(con, exports["humanml3d"])
+        target = tmp_path / "npy"
+        export_npy(con, target)
         (target / "stale.npy").write_bytes(b"old")
         first = (target / "splits.json").read_text()
 
@@ -180,13 +176,13 @@ def test_export_refuses_a_foreign_folder_and_replaces_its_own(dataset, exports, 
                 raise RuntimeError("interrupted")
 
         with pytest.raises(RuntimeError, match="interrupted"):
-            export_clutch(con, target, progress=fail)
+            export_npy(con, target, progress=fail)
         assert (target / "stale.npy").exists()  # the previous export is untouched
-        export_clutch(con, target)  # a previous export of the same format is replaced whole
+        export_npy(con, target)  # a previous export of the same format is replaced whole
         with pytest.raises(ConfigError, match="in two splits"):
-            export_clutch(con, tmp_path / "dup", splits=pa.table({"clip_id": ["c_a", "c_a"], "split": ["train", "val"]}))
+            export_npy(con, tmp_path / "dup", splits=pa.table({"clip_id": ["c_a", "c_a"], "split": ["train", "val"]}))
     assert not (target / "stale.npy").exists() and (target / "splits.json").read_text() == first
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clutch", "foreign"]  # no .partial or .old folder left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign", "npy"]  # no .partial or .old folder left
 
 
 def test_export_of_a_filtered_split_table(dataset, tmp_path):

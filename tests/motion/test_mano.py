@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import pickle
 import sys
 
 import numpy as np
@@ -77,6 +78,22 @@ def test_missing_or_foreign_file_is_a_config_error(tmp_path):
     write_fake_mano_pkl(tmp_path / "partial.pkl", {"v_template": np.zeros((778, 3)), "J_regressor": np.zeros((16, 778))})
     with pytest.raises(ConfigError, match="missing shapedirs"):
         load_mano_pkl(tmp_path / "partial.pkl")
+
+
+class _Hostile:
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))  # unpickling would create the file
+
+
+def test_a_hostile_mano_pickle_runs_nothing(tmp_path):
+    target = tmp_path / "created"
+    (tmp_path / "MANO_RIGHT.pkl").write_bytes(pickle.dumps({"v_template": _Hostile(target)}, protocol=2))
+    with pytest.raises(ConfigError, match="refused to load"):
+        load_mano_pkl(tmp_path / "MANO_RIGHT.pkl")
+    assert not target.exists()
 
 
 def test_find_mano_dir(monkeypatch, tmp_path):

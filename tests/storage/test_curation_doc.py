@@ -247,7 +247,7 @@ def test_console_commands_run(in_workspace, heading, block):
     outputs = [hiw(*args).stdout for args in commands]
     accepted = len(query_rows("SELECT clip_id FROM samples"))
     if any(args[0] == "export" for args in commands):
-        hiw("export", "--root", ROOT, "--format", "clutch", "--out", "full-out")
+        hiw("export", "--root", ROOT, "--format", "npy", "--out", "full-out")
         full = _sequences(in_workspace / "full-out")
         assert full == accepted
         for args in commands:
