@@ -53,6 +53,9 @@ class BuildConfig(BaseModel):
         None, None, description="CSV with columns video[,start_s,end_s,text] (Ego4D-style narrations)"
     )
     out: Path = setting(None, Path("hiw-out"), description="dataset root to write tables and catalog into")
+    browse: Path | None = setting(
+        None, None, description="after the build, write the browser of the current version to this folder (hiw browse)"
+    )
     clip_mode: Literal["auto", "window", "narration"] = setting(
         "plan", "auto", description="auto: narration spans when a video has narrations, else fixed windows"
     )

@@ -40,7 +40,7 @@ class _Allowlist(pickle.Unpickler):
 def _storage_from_bytes(data: bytes) -> Any:
     import torch
 
-    return torch.load(io.BytesIO(data), weights_only=True)
+    return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")  # files saved from a GPU load here too
 
 
 def unpickle(data: bytes, allowed: frozenset[tuple[str, str]] = frozenset()) -> Any:

@@ -4,6 +4,7 @@ artifact, plus progress bars while it runs."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -57,6 +58,7 @@ def report_tables(summary: BuildSummary) -> list[ReportTable]:
         *_vlm_rows(summary),
         ("wall time", f"{summary.wall_s:.1f} s"),
         ("output", summary.out),
+        *((("browser", summary.browser),) if summary.browser else ()),
     ]
     tables = [ReportTable(f"hiw build: {outcome}", [], [[label, str(value)] for label, value in rows])]
     if summary.rejects_by_reason:
@@ -118,6 +120,8 @@ def report_markdown(summary: BuildSummary) -> str:
         ]
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in t.rows]
         parts.append("\n".join(lines))
+    if summary.browser:
+        parts.append(f"[Browse this version]({Path(summary.browser).as_uri()}) (opens from disk on the machine that built it)")
     return "\n\n".join(parts) + "\n"
 
 

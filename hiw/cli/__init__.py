@@ -380,6 +380,58 @@ def _progress_line(label: str):
 
 
 @app.command()
+def browse(
+    root: Root = Path("hiw-out"),
+    version: Version = None,
+    out: Annotated[Path, typer.Option("--out", help="folder of the site (DIR/index.html opens from disk)")] = Path("hiw-browse"),
+    serve: Annotated[bool, typer.Option("--serve", help="then serve it on 127.0.0.1 until interrupted")] = False,
+    port: Annotated[int, typer.Option("--port", help="--serve: the port (0: any free one)")] = 8000,
+) -> None:
+    """Write a static HTML browser of a dataset version: clips with frames, keypoints, 3D hands, captions, rejects."""
+    from hiw.browse.site import build_site
+
+    try:
+        site = build_site(root, out, version, progress=_progress_line("browse"))
+    except ConfigError as err:
+        fail(err, EXIT_USAGE)
+    console.print(site.describe(), highlight=False, soft_wrap=True)
+    if serve:
+        from hiw.browse.serve import make_server
+
+        try:
+            server = make_server(site.out, port)
+        except OSError as err:
+            fail(ConfigError(f"cannot serve on 127.0.0.1:{port}: {err.strerror or err}"), EXIT_USAGE)
+        host, bound = server.server_address[:2]
+        console.print(f"serving http://{host}:{bound}/ (Ctrl-C stops)", highlight=False)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+
+
+@app.command()
+def preview(
+    clip: Annotated[str, typer.Option("--clip", help="the clip's id (clips.clip_id)")],
+    out: Annotated[Path, typer.Option("--out", help="the .mp4 to write")],
+    root: Root = Path("hiw-out"),
+    version: Version = None,
+) -> None:
+    """Write one clip as an mp4: its frames with the keypoints drawn, beside a panel of the 3D hands."""
+    from hiw.browse.preview import write_preview
+
+    if out.suffix.lower() != ".mp4":
+        fail(ConfigError(f"--out must be an .mp4 file (got {out})"), EXIT_USAGE)
+    try:
+        written = write_preview(root, clip, out, version)
+    except ConfigError as err:
+        fail(err, EXIT_USAGE)
+    console.print(f"wrote {written['frames']} frames at {written['fps']:g} fps to {written['out']}", highlight=False)
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="dataset root for the demo build")] = Path("hiw-demo"),
     seconds: Annotated[float, typer.Option(help="length of the rendered clip")] = 6.0,

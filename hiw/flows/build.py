@@ -107,6 +107,12 @@ def _build(cfg: BuildConfig, runner: PlainRunner, progress: Progress) -> BuildSu
         # a source that cannot be read has no rows this time: publishing could drop the rows it had (holds.py)
         outcome = plan.publish([r for r in source_rejects if unreadable_source(r)])
         write_catalog(cfg.out)
+    browser = None
+    if cfg.browse is not None:
+        from hiw.browse.site import build_site
+
+        with runner.times.measure("browse"):
+            browser = str(build_site(cfg.out, cfg.browse).out / "index.html")
     run = dict(
         runner=runner.name,
         videos_found=len(found.videos) + len(found.unreadable),
@@ -116,6 +122,7 @@ def _build(cfg: BuildConfig, runner: PlainRunner, progress: Progress) -> BuildSu
         clip_phase_s=clip_phase,
     )
     summary = summarise(cfg, outcome, run, runner.times.snapshot(), time.perf_counter() - started)
+    summary = summary.model_copy(update={"browser": browser})
     report = {"summary": summary.model_dump(mode="json"), "config": cfg.model_dump(mode="json")}
     (cfg.out / "build.json").write_text(json.dumps(report, indent=2))
     return summary

@@ -79,6 +79,7 @@ class BuildSummary(BaseModel):
     stage_times: dict[str, StageTime]
     wall_s: float
     config_hash: str
+    browser: str | None = Field(None, description="index.html of the browser the build wrote (--browse)")
 
 
 def summarise(cfg: BuildConfig, outcome: Published, run: dict, stage_times: dict[str, StageTime], wall_s: float) -> BuildSummary:

@@ -33,6 +33,11 @@ MANO21_FROM_FPHAB = np.array([0, 2, 9, 10, 3, 12, 13, 5, 18, 19, 4, 15, 16, 1, 6
 OPENPOSE_FROM_MANO21 = np.argsort(MANO21_FROM_OPENPOSE)
 FPHAB_FROM_MANO21 = np.argsort(MANO21_FROM_FPHAB)
 LAYOUTS = {"openpose21": MANO21_FROM_OPENPOSE, "fphab21": MANO21_FROM_FPHAB, "mano21": np.arange(N_KEYPOINTS)}
+# the bones in the order keypoints are stored (each finger a chain from the wrist), for drawing
+PARENTS_OPENPOSE = tuple(
+    -1 if PARENTS21[OPENPOSE_FROM_MANO21[j]] < 0 else int(MANO21_FROM_OPENPOSE[PARENTS21[OPENPOSE_FROM_MANO21[j]]])
+    for j in range(N_KEYPOINTS)
+)
 
 
 def to_mano21(keypoints: np.ndarray, layout: str) -> np.ndarray:
