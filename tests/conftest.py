@@ -152,6 +152,26 @@ def textured_frames(n: int, width: int = 320, height: int = 240, seed: int = 0) 
     return np.stack([base[:, t : t + width] for t in range(n)])
 
 
+def hawor_arrays(seed: int, seconds: float, fps: int = 30) -> dict[str, np.ndarray]:
+    """HaWoR-layout MANO parameters (hand index 0 = left) of smooth, plausible two-hand motion, both hands valid
+    throughout, with ``fps``: what ``np.savez`` makes a precomputed track file of."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * fps)
+    t = np.arange(n)[:, None] / fps
+
+    def wave(amplitude, width):
+        return amplitude * np.sin(2 * np.pi * t / rng.uniform(1.5, 3.0, width) + rng.uniform(0, 2 * np.pi, width))
+
+    data = {"pred_trans": [], "pred_rot": [], "pred_hand_pose": []}
+    for x in (-0.15, 0.15):
+        axis = rng.normal(size=3)
+        data["pred_rot"].append(axis / np.linalg.norm(axis) + wave(0.3, 3))
+        data["pred_hand_pose"].append(rng.normal(0, 0.2, 45) + wave(0.15, 45))
+        data["pred_trans"].append(np.array([x, 0.05, 0.4]) + wave(0.05, 3))
+    arrays = {k: np.stack(v).astype(np.float32) for k, v in data.items()}
+    return arrays | {"pred_valid": np.ones((2, n), bool), "fps": np.float32(fps)}
+
+
 @pytest.fixture(scope="session")
 def kitchen_video() -> Path:
     return fixture_file(KITCHEN)

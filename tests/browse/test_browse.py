@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import textured_frames, write_video
+from conftest import hawor_arrays, textured_frames, write_video
 from hiw.browse.media import HAND_COLOURS
 from hiw.browse.preview import write_preview
 from hiw.browse.site import build_site
@@ -251,3 +251,21 @@ def test_the_cli_writes_the_site_and_serves_it(dataset, tmp_path):
         result = cli(*args)
         assert result.exit_code == 2 and message in result.output, result.output
         assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_a_build_publishes_its_browser_and_links_it(tmp_path):
+    """``--browse`` on a Prefect build of track files (no pixels): the site is written and the run's artifact links it."""
+    from prefect.artifacts import Artifact
+
+    from hiw.flows.build import REPORT_KEY, build_flow
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(2):
+        np.savez(inputs / f"take_{i}.npz", **hawor_arrays(i, 6.0))
+    cfg = load_config(videos=str(inputs), out=tmp_path / "out", tracker="precomputed", window_s=3.0, browse=tmp_path / "site")
+    summary = build_flow(cfg)
+    index = tmp_path / "site" / "index.html"
+    assert summary.clips_accepted == 4 and summary.browser == str(index) and index.is_file()
+    assert len(list((tmp_path / "site" / "clips").glob("*.html"))) == 4
+    assert index.as_uri() in Artifact.get(REPORT_KEY).data

@@ -17,6 +17,7 @@ import torch
 import yaml
 from scipy.spatial.transform import Rotation
 
+from conftest import hawor_arrays
 from hiw.config import load_config
 from hiw.data.sequences import dataset_sequences
 from hiw.data.splits import SPLITS
@@ -37,26 +38,13 @@ GAP = (7.0, 7.6)  # in every file the left hand drops out here: missing frames i
 
 
 def parameters(seed: int) -> dict[str, np.ndarray]:
-    """HaWoR-layout arrays (hand index 0 = left) of smooth, plausible motion."""
-    rng = np.random.default_rng(seed)
-    n = int(SECONDS * SOURCE_FPS)
-    t = np.arange(n)[:, None] / SOURCE_FPS
-
-    def wave(amplitude, width):
-        return amplitude * np.sin(2 * np.pi * t / rng.uniform(1.5, 3.0, width) + rng.uniform(0, 2 * np.pi, width))
-
-    data = {"pred_trans": [], "pred_rot": [], "pred_hand_pose": []}
-    for x in (-0.15, 0.15):
-        axis = rng.normal(size=3)
-        data["pred_rot"].append(axis / np.linalg.norm(axis) + wave(0.3, 3))
-        data["pred_hand_pose"].append(rng.normal(0, 0.2, 45) + wave(0.15, 45))
-        data["pred_trans"].append(np.array([x, 0.05, 0.4]) + wave(0.05, 3))
-    arrays = {k: np.stack(v).astype(np.float32) for k, v in data.items()}
-    valid = np.ones((2, n), bool)
+    """HaWoR-layout arrays (hand index 0 = left): a left-hand gap in every file, a late left hand in one."""
+    data = hawor_arrays(seed, SECONDS, SOURCE_FPS)
+    valid = data["pred_valid"]
     valid[0, int(GAP[0] * SOURCE_FPS) : int(GAP[1] * SOURCE_FPS)] = False
     if seed == LATE_LEFT:
         valid[0, : SOURCE_FPS * 1] = False
-    return arrays | {"pred_valid": valid, "fps": np.float32(SOURCE_FPS)}
+    return data
 
 
 @pytest.fixture(scope="module")
