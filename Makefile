@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_eval.py
 	$(PY) benchmarks/bench_lm.py
 	$(PY) benchmarks/bench_browse.py
+	$(PY) benchmarks/bench_tracking.py
 	-$(MAKE) --no-print-directory vllm-venv tiny-vlm
 	$(PY) benchmarks/bench_vlm.py --vllm
 

@@ -32,13 +32,19 @@ from hiw.errors import ConfigError
 from hiw.schemas.ids import stable_hash
 from hiw.schemas.stages import STAGES
 
+_NONE = object()
 
-def setting(stage: str | None, *args: Any, **kwargs: Any) -> Any:
+
+def setting(stage: str | None, *args: Any, neutral: Any = _NONE, **kwargs: Any) -> Any:
     """A ``BuildConfig`` field and the stage whose output depends on it (``hiw.schemas.stages``): a rebuild redoes
-    that stage when the value changes. None: where data comes from or goes, or how fast, not what it is (not hashed)."""
+    that stage when the value changes. None: where data comes from or goes, or how fast, not what it is (not hashed).
+
+    ``neutral``: for a setting added after datasets were built, the value that means what builds did before it
+    existed; at that value it stays out of the hashes, so adding it leaves every dataset's rebuild keys alone."""
     if stage is not None and stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; the stages are {', '.join(STAGES)}")
-    return Field(*args, json_schema_extra={"stage": stage}, **kwargs)
+    extra = {"stage": stage} | ({"neutral": neutral} if neutral is not _NONE else {})
+    return Field(*args, json_schema_extra=extra, **kwargs)
 
 
 class BuildConfig(BaseModel):
@@ -66,6 +72,13 @@ class BuildConfig(BaseModel):
         "observe", "auto", description="video decoder (auto: decord, cv2 fallback)"
     )
     track_width: int = setting("observe", 640, ge=64, description="frames are decoded at this width for tracking")
+    track_fps: float = setting(
+        "observe",
+        0.0,
+        ge=0,
+        neutral=0.0,
+        description="track about this many frames a second (a whole stride of the source's; 0: every frame)",
+    )
     tracker: Literal["mediapipe", "precomputed"] = setting(
         "observe", "mediapipe", description="hand tracker; precomputed reads track files (F-PHAB .txt, HaWoR .npz, CLUTCH .npy)"
     )
@@ -208,11 +221,17 @@ class BuildConfig(BaseModel):
 
     def stage_hash(self, stage: str) -> str:
         """Hash of the settings one stage depends on (``STAGE_FIELDS``: the fields that name it)."""
-        return stable_hash({name: self.model_dump(mode="json")[name] for name in STAGE_FIELDS[stage]}, length=12)
+        return stable_hash(self._hashed(STAGE_FIELDS[stage]), length=12)
 
     def config_hash(self) -> str:
         """Hash of everything that shapes the data (not where it is read from or written to)."""
-        return stable_hash(self.model_dump(mode="json", exclude=set(NOT_HASHED)), length=12)
+        return stable_hash(self._hashed([name for name in BuildConfig.model_fields if name not in NOT_HASHED]), length=12)
+
+    def _hashed(self, names: list[str] | tuple[str, ...]) -> dict[str, Any]:
+        """The values of ``names`` that go into a hash: all but those at their ``neutral`` value."""
+        values = self.model_dump(mode="json")
+        neutral = {n: (BuildConfig.model_fields[n].json_schema_extra or {}).get("neutral", _NONE) for n in names}
+        return {n: values[n] for n in names if neutral[n] is _NONE or values[n] != neutral[n]}
 
 
 def _stage(name: str) -> str | None:

@@ -58,3 +58,12 @@ def test_the_stage_table_holds_every_reject_label_once():
 
 def test_uses_vlm():
     assert not BuildConfig().uses_vlm and BuildConfig(vlm="openai", vlm_model="m").uses_vlm
+
+
+def test_a_setting_at_its_neutral_value_leaves_the_hashes_alone():
+    """``--track-fps 0`` is what every build did before the setting existed: datasets built then are not rebuilt."""
+    base = BuildConfig()
+    assert "track_fps" not in base._hashed(STAGE_FIELDS["observe"])
+    strided = BuildConfig(track_fps=15)
+    assert [s for s in STAGES if base.stage_hash(s) != strided.stage_hash(s)] == ["observe"]
+    assert base.config_hash() != strided.config_hash()

@@ -41,16 +41,24 @@ def plan(video: VideoSource, narrations: list[Narration], cfg: BuildConfig) -> t
     return clips, [Reject.of("plan", p, video.path, video.video_id) for p in problems]
 
 
+def track_stride(clip: ClipSpec, cfg: BuildConfig) -> int:
+    """Every how many source frames one is tracked: ``--track-fps`` as a whole stride (0: every frame), so the
+    tracked frames keep exact source timestamps."""
+    return max(1, round(clip.source_fps / cfg.track_fps)) if cfg.track_fps else 1
+
+
 def decode(clip: ClipSpec, cfg: BuildConfig, rotation: int = 0) -> np.ndarray:
-    frames = decode_clip(clip, cfg.track_width, cfg.decoder, rotation)
-    if len(frames) < max(1, round(cfg.min_clip_s * clip.source_fps)):  # the file ends early
-        raise StageError("truncated", f"only {len(frames)} of the clip's {clip.n_frames} frames decode")
+    """The frames tracking sees: every ``track_stride``-th source frame of the clip."""
+    stride = track_stride(clip, cfg)
+    frames = decode_clip(clip, cfg.track_width, cfg.decoder, rotation, stride)
+    if len(frames) < max(1, round(cfg.min_clip_s * clip.source_fps / stride)):  # the file ends early
+        raise StageError("truncated", f"only {len(frames)} of the clip's {-(-clip.n_frames // stride)} tracked frames decode")
     return frames
 
 
 def track(frames: np.ndarray, clip: ClipSpec, cfg: BuildConfig) -> ClipTracks:
     tracker = make_tracker(cfg.tracker, settings.tracker_settings(cfg))
-    return tracker.track(frames, clip.source_fps, (clip.width, clip.height))
+    return tracker.track(frames, clip.source_fps / track_stride(clip, cfg), (clip.width, clip.height))
 
 
 def quality_check(tracks: ClipTracks, cfg: BuildConfig) -> None:

@@ -36,16 +36,18 @@ def working_size(width: int, height: int, target_width: int) -> tuple[int, int]:
     return target_width, max(2, int(round(height * scale / 2)) * 2)
 
 
-def decode_clip(clip: ClipSpec, target_width: int, decoder: Decoder, rotation: int = 0) -> np.ndarray:
-    """Frames [start_frame, end_frame) of the clip as (T, H, W, 3) uint8 RGB, as displayed.
+def decode_clip(clip: ClipSpec, target_width: int, decoder: Decoder, rotation: int = 0, stride: int = 1) -> np.ndarray:
+    """Frames start_frame, start_frame + stride, ... before end_frame of the clip as (T, H, W, 3) uint8 RGB, as
+    displayed.
 
     Raises StageError when nothing decodes; returns fewer frames when the file ends early
     (a truncated video), which the caller records. ``rotation`` is unused (both decoders read the tag
-    from the file); it stays for callers that pass VideoSource.rotation.
+    from the file); it stays for callers that pass VideoSource.rotation. With a stride, the frames between are
+    decoded (a stream's frames depend on each other) but never converted, resized or returned.
     """
     if decoder in ("auto", "decord"):
         try:
-            return _decode_decord(clip, target_width)
+            return _decode_decord(clip, target_width, stride)
         except ImportError:
             if decoder == "decord":
                 raise StageError("decoder_unavailable", "decord is not installed") from None
@@ -53,10 +55,10 @@ def decode_clip(clip: ClipSpec, target_width: int, decoder: Decoder, rotation: i
             if decoder == "decord":
                 raise StageError("decode_failed", f"decord: {err}".splitlines()[0]) from None
             log.info("decord failed on %s (%s); falling back to cv2", clip.source_path, err)
-    return _decode_cv2(clip, target_width)
+    return _decode_cv2(clip, target_width, stride)
 
 
-def _decode_decord(clip: ClipSpec, target_width: int) -> np.ndarray:
+def _decode_decord(clip: ClipSpec, target_width: int, stride: int) -> np.ndarray:
     import decord
 
     w, h = working_size(clip.width, clip.height, target_width)  # displayed size, what decord scales to after rotating
@@ -65,10 +67,10 @@ def _decode_decord(clip: ClipSpec, target_width: int) -> np.ndarray:
     end = min(clip.end_frame, len(reader))
     if end <= clip.start_frame:
         raise StageError("decode_failed", f"clip starts at frame {clip.start_frame} but the stream has {len(reader)} frames")
-    return reader.get_batch(list(range(clip.start_frame, end))).asnumpy()
+    return reader.get_batch(list(range(clip.start_frame, end, stride))).asnumpy()
 
 
-def _decode_cv2(clip: ClipSpec, target_width: int) -> np.ndarray:
+def _decode_cv2(clip: ClipSpec, target_width: int, stride: int) -> np.ndarray:
     cap = cv2.VideoCapture(clip.source_path)
     try:
         if not cap.isOpened():
@@ -78,7 +80,11 @@ def _decode_cv2(clip: ClipSpec, target_width: int) -> np.ndarray:
             cap.set(cv2.CAP_PROP_POS_FRAMES, clip.start_frame)  # one seek per clip
         size = working_size(clip.width, clip.height, target_width)
         frames = []
-        for _ in range(clip.n_frames):
+        for i in range(clip.n_frames):
+            if i % stride:
+                if not cap.grab():  # decoded, not converted: the next kept frame needs it
+                    break
+                continue
             ok, bgr = cap.read()
             if not ok:
                 break

@@ -24,6 +24,7 @@ BENCHMARKS = {
     "bench_orchestration.py": ([KITCHEN], ["speed-up 1 -> 2 workers:", "Dask (2 workers)"]),
     "bench_eval.py": ([FPHAB], ["fphab: real-data R@3 =", "motion-to-text | real data", "evaluator training:"]),
     "bench_lm.py": ([], ["procedural: alignment ablation at equal steps", "stage 3 (60+4+4)", "tiny | 0.9 M |"]),
+    "bench_tracking.py": ([], ["## tracking at a stride", "15 | "]),
     "bench_browse.py": ([], ["## per-clip cost of hiw browse", "after a rebuild that changed one file", "filter by verb"]),
 }
 

@@ -139,3 +139,26 @@ def test_video_motion_setting_reuses_tracking_and_tracker_setting_redoes_it(kitc
     assert tracker_changed.published and tracker_changed.version == "v3" and tracker_changed.videos_processed == 1
     assert tracker_changed.stage_times["track"].items == 121 and "observe_cached" not in tracker_changed.stage_times
     assert len(list((root / OBSERVATIONS_DIR).glob("*.npz"))) == 2
+
+
+def test_track_fps_keeps_clips_and_redoes_tracking(kitchen_inputs, tmp_path):
+    """A stride tracks fewer frames of the same clips: ids and spans stay; a change redoes tracking and after."""
+    root = tmp_path / "out"
+
+    def build(**overrides):
+        return build_plain(load_config(manifest=kitchen_inputs, out=root, min_both_hands_frac=0.5, **overrides))
+
+    def spans() -> set[tuple]:
+        keys = ("clip_id", "start_frame", "end_frame", "start_s", "end_s")
+        return {tuple(r[k] for k in keys) for r in read_table(root, "clips").to_pylist()}
+
+    every = build()  # the default: every frame
+    before = spans()
+    assert every.stage_times["track"].items == 121
+    strided = build(track_fps=15)  # every second frame of this 30 fps video
+    assert strided.published and strided.videos_processed == 1 and "observe_cached" not in strided.stage_times
+    assert strided.stage_times["track"].items == 61 and strided.stage_times["decode"].items == 61
+    assert spans() == before
+    assert [r["frames_decoded"] for r in read_table(root, "clips").to_pylist()] == [61]
+    (motion,) = read_table(root, "motion").to_pylist()
+    assert motion["n_frames"] == 61  # the motion is 15 fps either way

@@ -134,6 +134,15 @@ def test_decode_clip_decord_and_cv2_agree(small_video):
     assert np.abs(a.astype(int) - b.astype(int)).mean() < 12  # same frames, different scalers
 
 
+@pytest.mark.parametrize("decoder", ["decord", "cv2"])
+def test_a_stride_decodes_every_nth_frame(small_video, decoder):
+    video = probe_video(small_video)
+    clips, _ = plan_clips(video, [], clip_plan(window_s=1.0, min_clip_s=1.0))
+    every = decode_clip(clips[1], target_width=160, decoder=decoder)
+    strided = decode_clip(clips[1], target_width=160, decoder=decoder, stride=3)
+    assert len(strided) == 10 and np.array_equal(strided, every[::3])
+
+
 def test_working_size_never_upscales():
     assert working_size(1920, 1080, 640) == (640, 360)
     assert working_size(320, 240, 640) == (320, 240)
