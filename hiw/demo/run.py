@@ -114,6 +114,13 @@ def print_accuracy(acc: TrackingAccuracy, console: Console) -> None:
         table.add_row(f"{side} wrist 3D error (median, fitted motion)", f"{cm:.1f} cm")
     table.add_row("handedness agreement", f"{acc.handedness_agreement:.1%}")
     console.print(table)
+    console.print(summary_line(acc), highlight=False)
+
+
+def summary_line(acc: TrackingAccuracy) -> str:
+    """The demo's last line, for scripts. The demo camera is static, so no world-frame error is measured (nan)."""
+    cm = {side: acc.wrist_error_3d_cm.get(side, float("nan")) for side in HANDS}
+    return f"wrist_3d_cm_left={cm['left']:.2f} wrist_3d_cm_right={cm['right']:.2f} world_wrist_cm=nan"
 
 
 def run_demo(out: Path, seconds: float, seed: int, console: Console) -> TrackingAccuracy:
@@ -132,6 +139,6 @@ def run_demo(out: Path, seconds: float, seed: int, console: Console) -> Tracking
         console.print(f"[bold]query:[/] {' '.join(DEMO_QUERY.split())}", highlight=False)
         print_rows([d[0] for d in cursor.description], cursor.fetchall(), "table", console)
     accuracy = score_tracking(out, gt)
-    print_accuracy(accuracy, console)
     console.print(f'try: hiw query --root {out} "SELECT * FROM captions"', highlight=False)
+    print_accuracy(accuracy, console)  # its last line is the one scripts read
     return accuracy

@@ -1,5 +1,7 @@
 """The demo path: render a short synthetic clip, build it through the flow, score against ground truth."""
 
+import re
+
 import pytest
 from rich.console import Console
 
@@ -19,6 +21,8 @@ def test_demo_render_track_build(tmp_path):
     assert accuracy.handedness_agreement >= 0.9, out
     assert "tracking vs the renderer's ground truth" in out and "clips accepted" in out
     assert (tmp_path / "demo" / "catalog.duckdb").exists()
+    last = out.strip().splitlines()[-1]
+    assert re.fullmatch(r"wrist_3d_cm_left=[0-9.]+ wrist_3d_cm_right=[0-9.]+ world_wrist_cm=nan", last), last
     # the renderer's camera is static: the motion must say so, and the fit must explain the tracked hands
     with open_catalog(tmp_path / "demo") as con:
         rows = con.execute("SELECT coordinate_frame, head_rotation_deg, fit_error_mm, swapped_frames FROM motion").fetchall()
