@@ -4,6 +4,7 @@
     DIR/clips/<clip_id>.html  a clip: its frames with the 2D keypoints drawn, an animated 3D view of both hands (and of
                               the SHIFT reconstruction, where one exists), captions with QA, the PCoT answers,
                               narration, rejects, lineage
+    DIR/videos.html           the source videos, and inputs rejected before they were clipped
     DIR/videos/<video_id>.html  a source video: its clips on a timeline, its rejects
     DIR/media/<key>-<i>.jpg   the frames, named by the clip page's key
     DIR/static/               the pages' CSS and JavaScript (hiw's own: no library, no network)
@@ -125,10 +126,11 @@ def build_site(root: Path, out: Path, version: str | None = None, progress: Prog
         )
         _write_text(out / "videos" / f"{video['video_id']}.html", html)
     orphans = [r for r in whole_rejects if r["video_id"] is None or r["video_id"] not in pixels]
-    html = _ENV.get_template("index.html.j2").render(
-        version=name, root=str(root), clips=len(rows), videos=videos, orphans=orphans, colours=HAND_COLOURS
-    )
-    _write_text(out / "index.html", html)
+    for page_name in ("index", "videos"):
+        html = _ENV.get_template(f"{page_name}.html.j2").render(
+            version=name, root=str(root), clips=len(rows), videos=videos, orphans=orphans, colours=HAND_COLOURS
+        )
+        _write_text(out / f"{page_name}.html", html)
     _copy_static(out)
     removed = _remove_stale(out, state, new_state)
     _write_text(out / STATE_FILE, json.dumps({"site": key_of_site, "clips": new_state}, indent=1))

@@ -176,7 +176,12 @@ def test_a_rejected_clip_and_its_video_page(dataset, site, browser, tmp_path):
     page = view.open(site / "clips" / f"{clip['clip_id']}.html", "rejected")
     assert clip["reject_reason"].split("/")[-1] in page.text_content("table.rejects")
     assert page.locator("#hands3d").count() == 0
-    page = view.open(site / "videos" / f"{clip['video_id']}.html", "video")
+    page = view.open(site / "videos.html", "videos")
+    videos = {c["video_id"] for c in read_table(dataset, "clips").to_pylist()}
+    assert page.locator("tbody tr").count() == len(videos)
+    page.click(f"a[href='videos/{clip['video_id']}.html']")
+    page.wait_for_load_state("load")
+    page.screenshot(path=str(tmp_path / "video.png"), full_page=True)
     spans = page.locator("#timeline a")
     clips_of_video = [c for c in read_table(dataset, "clips").to_pylist() if c["video_id"] == clip["video_id"]]
     assert spans.count() == len(clips_of_video)
