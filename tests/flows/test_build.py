@@ -128,5 +128,5 @@ def test_bad_inputs_are_rejected_and_the_good_video_survives(tmp_path, kitchen_v
 def test_decode_rejects_clips_cut_short_by_the_file(tmp_path):
     video = write_video(tmp_path / "short.mp4", textured_frames(30, 160, 120))  # 1 s
     clip = make_clip(str(video), n_frames=240, size=(160, 120))
-    with pytest.raises(stages.StageError, match="only 30 of the clip's 240 frames"):
+    with pytest.raises(stages.StageError, match="only 30 of the clip's 240 tracked frames"):
         stages.decode(clip, load_config(videos=".", min_clip_s=2.0))
