@@ -20,6 +20,7 @@ from hiw.errors import StageError
 from hiw.motion.hand_model import PARENTS_OPENPOSE, forward_kinematics, from_mano21
 from hiw.motion.open_skeleton import template
 from hiw.schemas import HANDS, ClipSpec
+from hiw.video import sample
 from hiw.video.sample import pick_indices
 
 HAND_COLOURS = {"left": (255, 140, 0), "right": (0, 160, 255)}  # RGB: orange left, blue right (pages use the same)
@@ -29,9 +30,17 @@ JPEG_QUALITY = 85
 
 
 def stored_frames(root: Path, clip_id: str) -> list[Path]:
-    """The VLM's frames of ``clip_id`` as the build stored them (the newest setting's folder), or none."""
+    """The VLM's frames of ``clip_id`` as the build stored them (the newest setting's folder), or none; a folder
+    with a cut-off JPEG is moved aside by ``hiw.video.sample.stored_frames``, as a build would."""
     folders = sorted((root / FRAMES_DIR).glob(f"{clip_id}-*"), key=lambda p: p.stat().st_mtime)
-    return sorted(folders[-1].glob("*.jpg")) if folders else []
+    return sample.stored_frames(root, folders[-1].name) if folders else []
+
+
+def decode_source(clip: dict[str, Any], width: int) -> np.ndarray:
+    """Every frame of a ``clips`` row's span from its source video, ``width`` wide (StageError/OSError if it cannot)."""
+    from hiw.video.decode import decode_clip
+
+    return decode_clip(ClipSpec(**{k: clip[k] for k in ClipSpec.model_fields}), width, "auto")
 
 
 def clip_frames(root: Path, clip: dict[str, Any], has_pixels: bool) -> tuple[list[np.ndarray], list[int], str]:
@@ -43,11 +52,8 @@ def clip_frames(root: Path, clip: dict[str, Any], has_pixels: bool) -> tuple[lis
         return images, pick_indices(n, len(images)).tolist(), "the frames the VLM saw"
     if not has_pixels:
         return [], [], "no pixels: the motion came from a track file"
-    from hiw.video.decode import decode_clip
-
-    spec = ClipSpec(**{k: clip[k] for k in ClipSpec.model_fields})
     try:
-        frames = decode_clip(spec, WIDTH, "auto")
+        frames = decode_source(clip, WIDTH)
     except (StageError, OSError) as err:
         return [], [], f"the source video could not be read ({err})"
     picked = pick_indices(len(frames), FRAMES)

@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 
 from hiw.browse.data import clip_pages, index_rows
-from hiw.browse.media import HAND_COLOURS, draw_keypoints, frame_keypoints, tracks_3d
+from hiw.browse.media import HAND_COLOURS, decode_source, draw_keypoints, frame_keypoints, tracks_3d
 from hiw.errors import ConfigError, StageError
 from hiw.motion.hand_model import PARENTS_OPENPOSE
-from hiw.schemas import HANDS, ClipSpec
+from hiw.schemas import HANDS
 from hiw.storage import open_catalog, resolve_version
 from hiw.video.discover import VIDEO_SUFFIXES
 
@@ -77,10 +77,8 @@ def write_preview(root: Path, clip_id: str, out: Path, version: str | None = Non
     clip = page.clip
     frames, fps = None, float(tracks["fps"])
     if Path(clip["source_path"]).suffix.lower() in VIDEO_SUFFIXES:
-        from hiw.video.decode import decode_clip
-
         try:
-            frames = decode_clip(ClipSpec(**{k: clip[k] for k in ClipSpec.model_fields}), WIDTH, "auto")
+            frames = decode_source(clip, WIDTH)
             fps = float(clip["source_fps"])
         except (StageError, OSError) as err:
             raise ConfigError(f"cannot decode the source of {clip_id} ({clip['source_path']}): {err}") from None
